@@ -8,6 +8,7 @@ export default defineConfig({
   resolve: { conditions: ["@openagents/source", "module", "browser", "development|production"] },
   test: {
     include: [
+      "test/**/*.test.ts",
       "proto/test/**/*.test.ts",
       "packages/*/test/**/*.test.ts",
       "hosts/*/test/**/*.test.ts",

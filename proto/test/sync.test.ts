@@ -59,11 +59,12 @@ describe("openagents.sync.v1 envelope", () => {
   })
 
   it("round-trips through the proto3 JSON mapping with 64-bit values as decimal strings", () => {
-    const json = toJson(UpdateBatchSchema, batch) as { updates: Array<Record<string, unknown>>; replayComplete: boolean }
-    expect(json.updates[0]!["watermark"]).toBe("18446744073709551615")
-    expect(json.updates[0]!["docVersion"]).toBe("9007199254740993")
-    expect(json.updates[0]!["docKey"]).toBe("runtime/run_summary:run_1")
-    expect(json.updates[1]!["hydrationRequired"]).toBe(true)
+    // json_types=true: toJson returns the typed JSON shape of the message.
+    const json = toJson(UpdateBatchSchema, batch)
+    expect(json.updates![0]!.watermark).toBe("18446744073709551615")
+    expect(json.updates![0]!.docVersion).toBe("9007199254740993")
+    expect(json.updates![0]!.docKey).toBe("runtime/run_summary:run_1")
+    expect(json.updates![1]!.hydrationRequired).toBe(true)
     expect(json.replayComplete).toBe(true)
     const back = fromJson(UpdateBatchSchema, json)
     expect(equals(UpdateBatchSchema, batch, back)).toBe(true)
@@ -120,8 +121,8 @@ describe("openagents.sync.v1 connection frames", () => {
       requestId: "r1",
       replayBatchSize: 5000
     })
-    const subscribeJson = toJson(SubscribeSchema, subscribe) as { resumeAfter: Array<{ watermark: string }> }
-    expect(subscribeJson.resumeAfter[0]!.watermark).toBe("9007199254740993")
+    const subscribeJson = toJson(SubscribeSchema, subscribe)
+    expect(subscribeJson.resumeAfter![0]!.watermark).toBe("9007199254740993")
     expect(equals(SubscribeSchema, subscribe, fromBinary(SubscribeSchema, toBinary(SubscribeSchema, subscribe)))).toBe(true)
   })
 
@@ -159,9 +160,9 @@ describe("openagents.sync.v1 connection frames", () => {
     if (back.details.case === "staleCursor") {
       expect(back.details.value.staleTopics[0]!.retentionFloor).toBe(1n)
     }
-    const json = toJson(SyncErrorSchema, error) as Record<string, any>
-    expect(json["code"]).toBe("SYNC_ERROR_CODE_STALE_CURSOR")
-    expect(json["staleCursor"]["staleTopics"][0]["reasons"]).toEqual(["STALE_REASON_RETENTION_FLOOR_BREACH"])
+    const json = toJson(SyncErrorSchema, error)
+    expect(json.code).toBe("SYNC_ERROR_CODE_STALE_CURSOR")
+    expect(json.staleCursor!.staleTopics![0]!.reasons).toEqual(["STALE_REASON_RETENTION_FLOOR_BREACH"])
     expect(equals(SyncErrorSchema, error, fromJson(SyncErrorSchema, json))).toBe(true)
   })
 
@@ -176,8 +177,8 @@ describe("openagents.sync.v1 connection frames", () => {
       code: SyncErrorCode.UNAUTHORIZED,
       details: { case: "unauthorized", value: { reason: AuthFailureReason.UNKNOWN_KID } }
     })
-    const json = toJson(SyncErrorSchema, unauthorized) as Record<string, any>
-    expect(json["unauthorized"]["reason"]).toBe("AUTH_FAILURE_REASON_UNKNOWN_KID")
+    const json = toJson(SyncErrorSchema, unauthorized)
+    expect(json.unauthorized!.reason).toBe("AUTH_FAILURE_REASON_UNKNOWN_KID")
   })
 
   it("splits close codes into reconnectable (4000-4499) and terminal (4500-4999) ranges", () => {

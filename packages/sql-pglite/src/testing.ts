@@ -5,7 +5,7 @@
 //
 //   for (const engine of SqlTesting.engines()) describe(engine.name, () => suite(engine))
 import * as SqlClient from "@effect/sql/SqlClient"
-import { SqlError } from "@effect/sql/SqlError"
+import { type SqlError } from "@effect/sql/SqlError"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"

@@ -1,0 +1,2 @@
+// @openagents/khala-client — public surface. Modules are re-exported here as namespaces as they land.
+export {}
