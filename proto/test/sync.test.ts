@@ -23,7 +23,7 @@ const BEYOND_2_53 = 9007199254740993n // 2^53 + 1: not representable as a JS num
 const batch = create(UpdateBatchSchema, {
   updates: [
     {
-      topic: "user:42:runs",
+      topic: "runtime.run_summaries:user:42",
       docKey: "runtime/run_summary:run_1",
       docVersion: BEYOND_2_53,
       payload: new TextEncoder().encode(`{"status":"running"}`),
@@ -31,17 +31,17 @@ const batch = create(UpdateBatchSchema, {
       payloadHash: new Uint8Array(32).fill(7),
       hydrationRequired: false
     },
-    { topic: "user:42:runs", docKey: "runtime/run_summary:run_2", docVersion: 1n, watermark: MAX_U64 - 1n, hydrationRequired: true }
+    { topic: "runtime.run_summaries:user:42", docKey: "runtime/run_summary:run_2", docVersion: 1n, watermark: MAX_U64 - 1n, hydrationRequired: true }
   ],
   replayComplete: true,
-  headWatermarks: [{ topic: "user:42:runs", watermark: MAX_U64, epoch: "ep_01" }]
+  headWatermarks: [{ topic: "runtime.run_summaries:user:42", watermark: MAX_U64, epoch: "ep_01" }]
 })
 
 describe("openagents.sync.v1 envelope", () => {
   it("round-trips an update batch inside a KhalaFrame through binary, keeping uint64 watermarks beyond 2^53", () => {
     const frame = create(KhalaFrameSchema, {
       schemaVersion: 1,
-      topic: "user:42:runs",
+      topic: "runtime.run_summaries:user:42",
       seq: MAX_U64,
       kind: FrameKind.UPDATE_BATCH,
       payload: toBinary(UpdateBatchSchema, batch)
@@ -84,7 +84,7 @@ describe("openagents.sync.v1 envelope", () => {
     const empty = fromBinary(KhalaFrameSchema, new Uint8Array())
     expect(empty.kind).toBe(FrameKind.UNSPECIFIED)
     expect(empty.seq).toBe(0n)
-    const wire = toBinary(KhalaFrameSchema, create(KhalaFrameSchema, { topic: "user:1:runs", kind: FrameKind.SUBSCRIBE, payload: new Uint8Array(40) }))
+    const wire = toBinary(KhalaFrameSchema, create(KhalaFrameSchema, { topic: "runtime.run_summaries:user:1", kind: FrameKind.SUBSCRIBE, payload: new Uint8Array(40) }))
     expect(() => fromBinary(KhalaFrameSchema, wire.subarray(0, wire.length - 3))).toThrow()
   })
 })
@@ -104,7 +104,7 @@ describe("openagents.sync.v1 connection frames", () => {
     const welcome = create(WelcomeSchema, {
       connectionId: "conn_1",
       grantedScopes: ["runtime.run_summaries"],
-      grantedTopics: ["user:42:runs"],
+      grantedTopics: ["runtime.run_summaries:user:42"],
       limits: { maxBatchUpdates: 200, maxBatchBytes: 2 * 1024 * 1024, maxUpdatePayloadBytes: 256 * 1024 },
       heartbeatIntervalMs: 15_000,
       idleTimeoutMs: 60_000,
@@ -116,8 +116,8 @@ describe("openagents.sync.v1 connection frames", () => {
     expect(welcomeBack.limits?.maxBatchBytes).toBe(2_097_152)
 
     const subscribe = create(SubscribeSchema, {
-      topics: ["user:42:runs", "worker:w1:events"],
-      resumeAfter: [{ topic: "user:42:runs", watermark: BEYOND_2_53, epoch: "ep_01" }],
+      topics: ["runtime.run_summaries:user:42", "runtime.codex_worker_events:worker:w1"],
+      resumeAfter: [{ topic: "runtime.run_summaries:user:42", watermark: BEYOND_2_53, epoch: "ep_01" }],
       requestId: "r1",
       replayBatchSize: 5000
     })
@@ -136,7 +136,7 @@ describe("openagents.sync.v1 connection frames", () => {
         value: {
           staleTopics: [
             {
-              topic: "user:42:runs",
+              topic: "runtime.run_summaries:user:42",
               reasons: [StaleReason.RETENTION_FLOOR_BREACH],
               qosTier: QosTier.WARM,
               resumeAfter: 0n,
@@ -149,7 +149,7 @@ describe("openagents.sync.v1 connection frames", () => {
           reasonCodes: [StaleReason.RETENTION_FLOOR_BREACH],
           snapshotPlan: {
             format: "openagents.sync.snapshot.v1",
-            topics: [{ topic: "user:42:runs", headWatermark: 2n, snapshot: { topic: "user:42:runs", format: "openagents.sync.snapshot.v1", schemaVersion: 1, path: "/sync/v1/snapshot/user%3A42%3Aruns" } }]
+            topics: [{ topic: "runtime.run_summaries:user:42", headWatermark: 2n, snapshot: { topic: "runtime.run_summaries:user:42", format: "openagents.sync.snapshot.v1", schemaVersion: 1, path: "/sync/v1/snapshot/runtime.run_summaries%3Auser%3A42" } }]
           }
         }
       }
@@ -170,7 +170,7 @@ describe("openagents.sync.v1 connection frames", () => {
     const slow = create(SyncErrorSchema, {
       code: SyncErrorCode.SLOW_CONSUMER,
       retryAfterMs: 2000,
-      details: { case: "slowConsumer", value: { action: SlowConsumerAction.DISCONNECT, topic: "user:1:runs", reconnectAfterMs: 2000, strikes: 3, maxStrikes: 3 } }
+      details: { case: "slowConsumer", value: { action: SlowConsumerAction.DISCONNECT, topic: "runtime.run_summaries:user:1", reconnectAfterMs: 2000, strikes: 3, maxStrikes: 3 } }
     })
     expect(equals(SyncErrorSchema, slow, fromBinary(SyncErrorSchema, toBinary(SyncErrorSchema, slow)))).toBe(true)
     const unauthorized = create(SyncErrorSchema, {
@@ -191,7 +191,7 @@ describe("openagents.sync.v1 connection frames", () => {
   it("round-trips a snapshot response", () => {
     const snapshot = create(SnapshotResponseSchema, {
       format: "openagents.sync.snapshot.v1",
-      topic: "user:42:runs",
+      topic: "runtime.run_summaries:user:42",
       epoch: "ep_01",
       watermark: MAX_U64,
       documents: [{ docKey: "runtime/run_summary:run_1", docVersion: 3n, payload: new TextEncoder().encode("{}"), payloadHash: new Uint8Array(32) }],
