@@ -1,2 +1,12 @@
-// @openagents/khala-core — public surface. Modules are re-exported here as namespaces as they land.
-export {}
+// @openagents/khala-core: the Khala sync plane's core.
+export * as Checkpoints from "./Checkpoints.js"
+export * as Errors from "./Errors.js"
+export * as Journal from "./Journal.js"
+export * as MemoryStorage from "./storage/memory.js"
+export * as ReadModels from "./ReadModels.js"
+export * as Retention from "./Retention.js"
+export * as Snapshot from "./Snapshot.js"
+export * as SqlStorage from "./storage/sql.js"
+export * as Staleness from "./Staleness.js"
+export * as Storage from "./Storage.js"
+export * as Topic from "./Topic.js"

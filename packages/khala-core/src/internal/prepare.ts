@@ -1,0 +1,126 @@
+// Validation and preparation shared by every adapter: nothing reaches storage unless it passed
+// these checks, so a rejected call writes nothing.
+import { sha256 } from "@noble/hashes/sha2"
+import { canonicalJson, CanonicalJsonError } from "@openagents/proto/canonical-json"
+import {
+  BatchTooLargeError,
+  InvalidDocKeyError,
+  InvalidLimitError,
+  InvalidPayloadError,
+  InvalidWatermarkError,
+  PayloadTooLargeError
+} from "../Errors.js"
+import type { PreparedEntry } from "../Storage.js"
+import { UPDATE_OVERHEAD_BYTES } from "../Storage.js"
+import type { Topic } from "../Topic.js"
+import { MAX_BATCH_BYTES, MAX_BATCH_UPDATES } from "../Topic.js"
+
+export const MAX_INT8 = 9223372036854775807n
+export const MAX_UINT64 = 18446744073709551615n
+export const MAX_DOC_KEY_LENGTH = 255
+
+/** UTF-8 byte length without allocating. */
+export const utf8Length = (s: string): number => {
+  let n = 0
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x80) n += 1
+    else if (c < 0x800) n += 2
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1)
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n += 4
+        i++
+      } else n += 3
+    } else n += 3
+  }
+  return n
+}
+
+const encoder = new TextEncoder()
+export const hashCanonical = (text: string): Uint8Array => sha256(encoder.encode(text))
+
+export const validateDocKey = (docKey: unknown): string | InvalidDocKeyError => {
+  if (typeof docKey !== "string") return new InvalidDocKeyError({ docKey: String(docKey), reason: "must be a string" })
+  if (docKey.length === 0) return new InvalidDocKeyError({ docKey, reason: "empty" })
+  if (docKey.length > MAX_DOC_KEY_LENGTH) return new InvalidDocKeyError({ docKey, reason: `longer than ${MAX_DOC_KEY_LENGTH} characters` })
+  if (docKey.includes("\u0000")) return new InvalidDocKeyError({ docKey, reason: "contains NUL" })
+  return docKey
+}
+
+/** A non-negative integer within `max`, as bigint. */
+export const validateInteger = (field: string, value: unknown, max: bigint): bigint | InvalidWatermarkError => {
+  let v: bigint
+  if (typeof value === "bigint") v = value
+  else if (typeof value === "number" && Number.isSafeInteger(value)) v = BigInt(value)
+  else return new InvalidWatermarkError({ field, value: String(value), reason: "must be an integer (bigint or safe integer)" })
+  if (v < 0n) return new InvalidWatermarkError({ field, value: v.toString(), reason: "must be >= 0" })
+  if (v > max) return new InvalidWatermarkError({ field, value: v.toString(), reason: `must be <= ${max}` })
+  return v
+}
+
+export const validateLimit = (field: string, value: number | undefined, fallback: number, clamp: number): number | InvalidLimitError => {
+  if (value === undefined) return fallback
+  if (!Number.isSafeInteger(value) || value <= 0) return new InvalidLimitError({ field, value })
+  return Math.min(value, clamp)
+}
+
+export interface AppendEntry {
+  readonly docKey: string
+  readonly docVersion: bigint | number
+  /** Any JSON value with a canonical form (see @openagents/proto/canonical-json). */
+  readonly payload: unknown
+}
+
+export type PrepareError = InvalidDocKeyError | InvalidWatermarkError | InvalidPayloadError | PayloadTooLargeError | BatchTooLargeError
+
+/** Validate and prepare a batch for `topic`. `unique`: doc keys may not repeat (read-model upserts). */
+export const prepareBatch = (
+  topic: Topic,
+  entries: ReadonlyArray<AppendEntry>,
+  unique: boolean
+): ReadonlyArray<PreparedEntry> | PrepareError => {
+  const c = topic.topicClass
+  if (entries.length > MAX_BATCH_UPDATES) {
+    return new BatchTooLargeError({ topic: topic.topic, entries: entries.length, bytes: -1, maxEntries: MAX_BATCH_UPDATES, maxBytes: MAX_BATCH_BYTES })
+  }
+  const prepared: Array<PreparedEntry> = []
+  const seen = unique ? new Set<string>() : undefined
+  let total = 0
+  for (const entry of entries) {
+    const docKey = validateDocKey(entry?.docKey)
+    if (typeof docKey !== "string") return docKey
+    if (seen !== undefined) {
+      if (seen.has(docKey)) return new InvalidDocKeyError({ docKey, reason: "appears twice in one batch" })
+      seen.add(docKey)
+    }
+    const docVersion = validateInteger("doc_version", entry.docVersion, MAX_INT8)
+    if (typeof docVersion !== "bigint") return docVersion
+    let document: string
+    try {
+      document = canonicalJson(entry.payload)
+    } catch (error) {
+      if (error instanceof CanonicalJsonError) {
+        return new InvalidPayloadError({ docKey, path: error.path, reason: error.message })
+      }
+      throw error
+    }
+    const payloadBytes = utf8Length(document)
+    if (payloadBytes > c.maxPayloadBytes) {
+      return new PayloadTooLargeError({ topic: topic.topic, docKey, sizeBytes: payloadBytes, limitBytes: c.maxPayloadBytes })
+    }
+    total += payloadBytes + utf8Length(docKey) + UPDATE_OVERHEAD_BYTES
+    prepared.push({
+      docKey,
+      docVersion,
+      document,
+      payload: c.payloadMode === "pointer" ? null : document,
+      payloadHash: hashCanonical(document),
+      payloadBytes
+    })
+  }
+  if (total > MAX_BATCH_BYTES) {
+    return new BatchTooLargeError({ topic: topic.topic, entries: entries.length, bytes: total, maxEntries: MAX_BATCH_UPDATES, maxBytes: MAX_BATCH_BYTES })
+  }
+  return prepared
+}

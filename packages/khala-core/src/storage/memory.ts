@@ -1,0 +1,210 @@
+// In-memory Khala storage, for tests, browsers and embedding. Every operation is one synchronous
+// step on shared state, so it is atomic by construction. `transaction` blocks run one at a time
+// (operations outside a block wait for it) and restore the state they started from when they
+// fail, so a rolled-back append leaves no gap here either. State lives as long as the layer.
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
+import * as Layer from "effect/Layer"
+import * as Checkpoints from "../Checkpoints.js"
+import * as Journal from "../Journal.js"
+import * as ReadModels from "../ReadModels.js"
+import * as Retention from "../Retention.js"
+import * as Snapshot from "../Snapshot.js"
+import type { Position } from "../Staleness.js"
+import type { Checkpoint, JournalEvent, KhalaStorageService, PreparedEntry, StoredDocument } from "../Storage.js"
+import { KhalaStorage, UPDATE_OVERHEAD_BYTES } from "../Storage.js"
+import type { Topic } from "../Topic.js"
+
+interface TopicState {
+  head: bigint
+  floor: bigint
+  /** Retained events; events[i].watermark === floor + 1 + i. */
+  events: Array<JournalEvent>
+}
+
+const randomEpoch = () => {
+  const bytes = new Uint8Array(16)
+  globalThis.crypto.getRandomValues(bytes)
+  return `ep_${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`
+}
+
+const docKeyBytes = (s: string) => new TextEncoder().encode(s).length
+
+export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
+  let topics = new Map<string, TopicState>()
+  let tables = new Map<string, Map<string, Map<string, StoredDocument>>>()
+  let checkpoints = new Map<string, Map<string, Checkpoint>>()
+  const epoch = randomEpoch()
+
+  // One transaction at a time; plain operations take the same permit, unless they run inside
+  // the transaction that holds it.
+  const permit = yield* Effect.makeSemaphore(1)
+  const inTransaction = FiberRef.unsafeMake(false)
+  const exclusive = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.flatMap(FiberRef.get(inTransaction), (inside) => (inside ? effect : permit.withPermits(1)(effect)))
+  const copyState = () => ({
+    topics: new Map([...topics].map(([k, v]) => [k, { head: v.head, floor: v.floor, events: [...v.events] }])),
+    tables: new Map([...tables].map(([t, byTopic]) => [t, new Map([...byTopic].map(([k, docs]) => [k, new Map(docs)]))])),
+    checkpoints: new Map([...checkpoints].map(([k, v]) => [k, new Map(v)]))
+  })
+
+  const topicState = (topic: string) => {
+    let state = topics.get(topic)
+    if (state === undefined) {
+      state = { head: 0n, floor: 0n, events: [] }
+      topics.set(topic, state)
+    }
+    return state
+  }
+  const docsOf = (table: string, topic: string) => {
+    let byTopic = tables.get(table)
+    if (byTopic === undefined) tables.set(table, byTopic = new Map())
+    let docs = byTopic.get(topic)
+    if (docs === undefined) byTopic.set(topic, docs = new Map())
+    return docs
+  }
+
+  const appendNow = (topic: Topic, entries: ReadonlyArray<PreparedEntry>, now: Date) => {
+    const state = topicState(topic.topic)
+    const out: Array<JournalEvent> = []
+    for (const e of entries) {
+      state.head += 1n
+      const event: JournalEvent = {
+        topic: topic.topic,
+        watermark: state.head,
+        docKey: e.docKey,
+        docVersion: e.docVersion,
+        payload: e.payload,
+        payloadHash: e.payloadHash,
+        payloadBytes: e.payloadBytes,
+        insertedAt: now
+      }
+      state.events.push(event)
+      out.push(event)
+    }
+    return out
+  }
+
+  const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
+
+  const service: KhalaStorageService = {
+    epoch,
+    append: (topic, entries) => exclusive(Effect.map(now, (at) => appendNow(topic, entries, at))),
+    publish: (topic, entries) =>
+      exclusive(Effect.map(now, (at) => {
+        const table = topic.topicClass.readModelTable
+        if (table === undefined) return { events: appendNow(topic, entries, at), skipped: [] }
+        const docs = docsOf(table, topic.topic)
+        const accepted: Array<PreparedEntry> = []
+        const skipped: Array<string> = []
+        for (const e of entries) {
+          const current = docs.get(e.docKey)
+          if (current !== undefined && current.docVersion > e.docVersion) {
+            skipped.push(e.docKey)
+            continue
+          }
+          docs.set(e.docKey, { topic: topic.topic, docKey: e.docKey, docVersion: e.docVersion, payload: e.document, payloadHash: e.payloadHash, updatedAt: at })
+          accepted.push(e)
+        }
+        return { events: appendNow(topic, accepted, at), skipped }
+      })),
+    read: (topic, after, maxRows, maxBytes) =>
+      Effect.sync(() => {
+        const state = topics.get(topic)
+        if (state === undefined) return { head: 0n, floor: 0n, events: [] }
+        const start = after < state.floor ? 0 : Number(after - state.floor)
+        const events: Array<JournalEvent> = []
+        let bytes = 0
+        for (let i = start; i < state.events.length && events.length < maxRows; i++) {
+          const e = state.events[i]!
+          bytes += e.payloadBytes + docKeyBytes(e.docKey) + UPDATE_OVERHEAD_BYTES
+          if (events.length > 0 && bytes > maxBytes) break
+          events.push(e)
+        }
+        return { head: state.head, floor: state.floor, events }
+      }),
+    positions: (list) =>
+      Effect.sync(() => {
+        const out = new Map<string, Position>()
+        for (const topic of list) {
+          const state = topics.get(topic)
+          out.set(topic, state === undefined ? { head: 0n, floor: 0n } : { head: state.head, floor: state.floor })
+        }
+        return out
+      }),
+    getDocument: (table, topic, docKey) => Effect.sync(() => tables.get(table)?.get(topic)?.get(docKey)),
+    snapshot: (table, topic) =>
+      Effect.sync(() => ({
+        watermark: topics.get(topic)?.head ?? 0n,
+        documents: [...(tables.get(table)?.get(topic)?.values() ?? [])].sort((a, b) => (a.docKey < b.docKey ? -1 : a.docKey > b.docKey ? 1 : 0))
+      })),
+    expiredTopics: (className, cutoff, limit) =>
+      Effect.sync(() => {
+        const out: Array<string> = []
+        for (const [topic, state] of topics) {
+          if (out.length >= limit) break
+          const oldest = state.events[0]
+          if (topic.startsWith(`${className}:`) && oldest !== undefined && oldest.insertedAt < cutoff) out.push(topic)
+        }
+        return out
+      }),
+    pruneBatch: (topic, cutoff, batchSize) =>
+      exclusive(Effect.sync(() => {
+        const state = topics.get(topic)
+        if (state === undefined) return { pruned: 0, floor: 0n }
+        let n = 0
+        while (n < batchSize && n < state.events.length && state.events[n]!.insertedAt < cutoff) n++
+        if (n > 0) {
+          state.floor = state.events[n - 1]!.watermark
+          state.events = state.events.slice(n)
+        }
+        return { pruned: n, floor: state.floor }
+      })),
+    getCheckpoint: (projectionName, entityId) => Effect.sync(() => checkpoints.get(projectionName)?.get(entityId)),
+    putCheckpoint: (checkpoint) =>
+      exclusive(Effect.sync(() => {
+        let byEntity = checkpoints.get(checkpoint.projectionName)
+        if (byEntity === undefined) checkpoints.set(checkpoint.projectionName, byEntity = new Map())
+        byEntity.set(checkpoint.entityId, checkpoint)
+      })),
+    listCheckpoints: (projectionName, afterEntityId, limit) =>
+      Effect.sync(() =>
+        [...(checkpoints.get(projectionName)?.values() ?? [])]
+          .filter((c) => c.entityId > afterEntityId)
+          .sort((a, b) => (a.entityId < b.entityId ? -1 : 1))
+          .slice(0, limit)
+      ),
+    transaction: (effect) =>
+      Effect.flatMap(FiberRef.get(inTransaction), (inside) =>
+        inside
+          ? effect
+          : permit.withPermits(1)(
+            Effect.suspend(() => {
+              const saved = copyState()
+              return Effect.locally(effect, inTransaction, true).pipe(
+                Effect.onExit((exit) =>
+                  Exit.isSuccess(exit)
+                    ? Effect.void
+                    : Effect.sync(() => {
+                      topics = saved.topics
+                      tables = saved.tables
+                      checkpoints = saved.checkpoints
+                    })
+                )
+              )
+            })
+          ))
+  }
+  return service
+})
+
+/** The storage alone. */
+export const layerStorage: Layer.Layer<KhalaStorage> = Layer.effect(KhalaStorage, make)
+
+/** Every Khala port over one in-memory store. */
+export const layer = Layer.mergeAll(Snapshot.layer, Retention.layer, Checkpoints.layer, ReadModels.layer).pipe(
+  Layer.provideMerge(Journal.layer),
+  Layer.provideMerge(layerStorage)
+)

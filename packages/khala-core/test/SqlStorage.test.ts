@@ -1,0 +1,83 @@
+// SQL-specific behaviour: the journal joins the caller's transaction, watermarks become visible
+// in commit order under real concurrency, and the epoch is fixed per database.
+import { describe, expect, layer } from "@effect/vitest"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Journal, SqlStorage } from "@openagents/khala-core"
+import { JournalSuite } from "@openagents/khala-core/testing"
+import * as SqlTesting from "@openagents/sql-pglite/testing"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+
+class AuthorityWriteFailed extends Error {}
+
+for (const engine of SqlTesting.engines()) {
+  const storage = SqlStorage.layerStorage.pipe(Layer.provideMerge(engine.layer))
+  describe(`SQL storage on ${engine.name}`, () => {
+    layer(JournalSuite.portsLayer(storage), { excludeTestServices: true })((it) => {
+      it.effect("appends inside the caller's transaction: the authority row and the journal commit or roll back together", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const journal = yield* Journal.Journal
+          const topic = JournalSuite.freshTopic("suite.docs")
+          yield* sql`CREATE TABLE IF NOT EXISTS authority_rows (id text PRIMARY KEY)`
+          const write = (id: string, fail: boolean) =>
+            sql.withTransaction(
+              Effect.gen(function*() {
+                yield* sql`INSERT INTO authority_rows (id) VALUES (${id})`
+                yield* journal.publish(topic, [{ docKey: id, docVersion: 1, payload: { id } }])
+                if (fail) return yield* Effect.fail(new AuthorityWriteFailed())
+              })
+            )
+          yield* write(`${topic}-a`, false)
+          expect(Exit.isFailure(yield* Effect.exit(write(`${topic}-b`, true)))).toBe(true)
+          yield* write(`${topic}-c`, false)
+          const rows = yield* sql<{ id: string }>`SELECT id FROM authority_rows WHERE id LIKE ${`${topic}-%`} ORDER BY id`
+          expect(rows.map((r) => r.id)).toEqual([`${topic}-a`, `${topic}-c`])
+          const events = yield* JournalSuite.readAll(topic, 0n)
+          expect(events.map((e) => [e.watermark, e.docKey])).toEqual([[1n, `${topic}-a`], [2n, `${topic}-c`]])
+        }))
+
+      it.effect("keeps the same epoch when the storage is rebuilt on the same database, and migrations run once", () =>
+        Effect.gen(function*() {
+          const journal = yield* Journal.Journal
+          expect(journal.epoch).toMatch(/^ep_[0-9a-f]{32}$/)
+          const again = yield* SqlStorage.make
+          expect(again.epoch).toBe(journal.epoch)
+          expect(yield* SqlStorage.migrate).toEqual([])
+        }))
+
+      if (engine.concurrent) {
+        it.effect("makes watermarks visible in commit order: a later writer waits for the earlier one's commit", () =>
+          Effect.gen(function*() {
+            const sql = yield* SqlClient.SqlClient
+            const journal = yield* Journal.Journal
+            const topic = JournalSuite.freshTopic("suite.events")
+            const allocated = yield* Deferred.make<bigint>()
+            const release = yield* Deferred.make<void>()
+            const first = yield* sql.withTransaction(
+              Effect.gen(function*() {
+                const [event] = yield* journal.append(topic, [{ docKey: "first", docVersion: 1, payload: {} }])
+                yield* Deferred.succeed(allocated, event!.watermark)
+                yield* Deferred.await(release)
+              })
+            ).pipe(Effect.fork)
+            expect(yield* Deferred.await(allocated)).toBe(1n)
+            const second = yield* journal.append(topic, [{ docKey: "second", docVersion: 1, payload: {} }]).pipe(Effect.fork)
+            yield* Effect.sleep("150 millis")
+            // The second writer is blocked on the sequence row, and readers see neither event yet.
+            expect(second.unsafePoll()).toBeNull()
+            expect(yield* journal.position(topic)).toEqual({ head: 0n, floor: 0n })
+            expect((yield* journal.read(topic, 0n)).events).toEqual([])
+            yield* Deferred.succeed(release, undefined)
+            yield* Fiber.join(first)
+            const [secondEvent] = yield* Fiber.join(second)
+            expect(secondEvent!.watermark).toBe(2n)
+            expect((yield* JournalSuite.readAll(topic, 0n)).map((e) => e.docKey)).toEqual(["first", "second"])
+          }))
+      }
+    })
+  })
+}
