@@ -95,7 +95,7 @@ export const make: Effect.Effect<JournalService, never, KhalaStorage> = Effect.g
         prepared.length === 0 ? Effect.succeed({ events: [], skipped: [] }) : storage.publish(topic, prepared)),
     read: (topic, after, options) =>
       Effect.gen(function*() {
-        yield* parse(topic)
+        const parsed = yield* parse(topic)
         const cursor = validateInteger("resume watermark", after, MAX_UINT64)
         if (typeof cursor !== "bigint") return yield* Effect.fail(cursor)
         const maxRows = validateLimit("maxRows", options?.maxRows, Topic.MAX_BATCH_UPDATES, Topic.MAX_BATCH_UPDATES)
@@ -105,7 +105,6 @@ export const make: Effect.Effect<JournalService, never, KhalaStorage> = Effect.g
         // A cursor beyond int8 cannot name a stored event: it is ahead of any head.
         const stored = yield* storage.read(topic, cursor > MAX_INT8 ? MAX_INT8 : cursor, maxRows, maxBytes)
         if (cursor < stored.floor || cursor > stored.head) {
-          const parsed = yield* parse(topic)
           const reasons: Array<Staleness.StaleReason> = cursor < stored.floor ? ["retention_floor_breach"] : ["cursor_ahead_of_head"]
           return yield* Effect.fail(
             new StaleCursorError({

@@ -8,6 +8,7 @@ import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Checkpoints from "../Checkpoints.js"
+import { utf8Length } from "../internal/prepare.js"
 import * as Journal from "../Journal.js"
 import * as ReadModels from "../ReadModels.js"
 import * as Retention from "../Retention.js"
@@ -30,7 +31,6 @@ const randomEpoch = () => {
   return `ep_${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`
 }
 
-const docKeyBytes = (s: string) => new TextEncoder().encode(s).length
 
 export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
   let topics = new Map<string, TopicState>()
@@ -119,7 +119,7 @@ export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
         let bytes = 0
         for (let i = start; i < state.events.length && events.length < maxRows; i++) {
           const e = state.events[i]!
-          bytes += e.payloadBytes + docKeyBytes(e.docKey) + UPDATE_OVERHEAD_BYTES
+          bytes += e.payloadBytes + utf8Length(e.docKey) + UPDATE_OVERHEAD_BYTES
           if (events.length > 0 && bytes > maxBytes) break
           events.push(e)
         }

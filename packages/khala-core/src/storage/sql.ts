@@ -13,7 +13,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Migrator from "@effect/sql/Migrator"
-import { canonicalJson } from "@openagents/proto/canonical-json"
+import { canonicalJson, toHex } from "@openagents/proto/canonical-json"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Checkpoints from "../Checkpoints.js"
@@ -25,7 +25,6 @@ import * as Snapshot from "../Snapshot.js"
 import type { Position } from "../Staleness.js"
 import type { Checkpoint, JournalEvent, KhalaStorageService, PreparedEntry, StoredDocument } from "../Storage.js"
 import { KhalaStorage, UPDATE_OVERHEAD_BYTES } from "../Storage.js"
-import { toHex } from "@openagents/proto/canonical-json"
 import { MIGRATIONS_TABLE, migrations } from "./migrations.js"
 
 export { migrations, MIGRATIONS_TABLE } from "./migrations.js"
@@ -275,10 +274,15 @@ export const make: Effect.Effect<KhalaStorageService, SqlError, SqlClient.SqlCli
         Effect.map((rows) => rows.map(toCheckpoint)),
         Effect.mapError(storageError("list checkpoints"))
       ),
-    transaction: (effect) =>
+    // Nested inside a caller's transaction this is a savepoint, so a failed block is undone
+    // without aborting the caller.
+    transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       sql.withTransaction(effect).pipe(
-        Effect.mapError((e) => (e instanceof SqlError ? new JournalStorageError({ operation: "transaction", cause: e }) : e))
-      ) as any
+        Effect.catchIf(
+          (e): e is SqlError => e instanceof SqlError,
+          (e) => Effect.fail(new JournalStorageError({ operation: "transaction", cause: e }))
+        )
+      ) as Effect.Effect<A, E | JournalStorageError, R>
   }
   return service
 })
