@@ -8,7 +8,7 @@
 import js from "@eslint/js"
 import tseslint from "typescript-eslint"
 
-const packages = ["proto", "sql-pglite", "khala-core", "khala-client", "runtime-core", "control-core", "lightning"]
+const packages = ["proto", "sql-pglite", "host-kit", "khala-core", "khala-client", "runtime-core", "control-core", "lightning"]
 const planes = ["runtime-core", "control-core", "lightning"]
 
 const srcInternals = {
@@ -27,9 +27,10 @@ const whole = (pkgs, message) => ({ group: pkgs.flatMap((p) => [`@openagents/${p
 const restrictions = {
   "proto": [whole(packages.filter((p) => p !== "proto"), "proto is the bottom layer: it imports no other package.")],
   "sql-pglite": [whole(packages.filter((p) => p !== "sql-pglite"), "sql-pglite is a driver: it imports no other package.")],
+  "host-kit": [whole(["khala-core", "khala-client", "runtime-core", "control-core", "lightning"], "host-kit is below the planes: it imports none of them.")],
   "khala-core": [whole(planes.concat("khala-client"), "khala-core is below the planes: it imports none of them.")],
   "khala-client": [
-    whole(["khala-core", "runtime-core", "control-core", "lightning", "sql-pglite"], "khala-client must not import server packages (DESIGN.md §3)."),
+    whole(["khala-core", "runtime-core", "control-core", "lightning", "sql-pglite", "host-kit"], "khala-client must not import server packages (DESIGN.md §3)."),
     { group: ["@effect/sql", "@effect/sql/**", "@effect/sql-pg", "@effect/sql-pg/**", "pg", "@electric-sql/pglite", "@effect/platform-node", "@effect/platform-node/**"], message: "khala-client must not import database or server-only modules." }
   ],
   "runtime-core": [whole(["control-core"], "The runtime never imports the control plane: call its API."), sqlOf("lightning")],

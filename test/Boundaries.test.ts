@@ -16,6 +16,8 @@ const refused = [
   ["packages/khala-client/src/Client.ts", `import "@effect/sql/SqlClient"`, "database"],
   ["packages/khala-client/src/Client.ts", `import "node:fs"`, "Node-only"],
   ["packages/khala-client/src/Client.ts", `import "ws"`, "Node-only"],
+  ["packages/khala-client/src/Client.ts", `import "@openagents/host-kit"`, "server packages"],
+  ["packages/host-kit/src/Database.ts", `import "@openagents/runtime-core"`, "below the planes"],
   ["packages/runtime-core/src/Runs.ts", `import "@openagents/khala-core/src/Journal.js"`, "src/ internals"],
   ["packages/runtime-core/src/Runs.ts", `import "../../khala-core/src/Journal.js"`, "src/ internals"],
   ["packages/runtime-core/test/Runs.test.ts", `import "@openagents/proto/src/gen/openagents/sync/v1/sync_pb.js"`, "src/ internals"],

@@ -1,0 +1,4 @@
+// @openagents/host-kit: shared by every OpenAgents host (runtime, control, Lightning).
+export * as Database from "./Database.js"
+export * as Health from "./Health.js"
+export * as Prometheus from "./Prometheus.js"

@@ -1,0 +1,3 @@
+import { packageConfig } from "../../scripts/tsup.shared.js"
+
+export default packageConfig(["src/index.ts"])
