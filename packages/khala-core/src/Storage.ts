@@ -101,6 +101,8 @@ export interface KhalaStorageService {
   readonly getCheckpoint: (projectionName: string, entityId: string) => Effect.Effect<Checkpoint | undefined, JournalStorageError>
   readonly putCheckpoint: (checkpoint: Checkpoint) => Effect.Effect<void, JournalStorageError>
   readonly listCheckpoints: (projectionName: string, afterEntityId: string, limit: number) => Effect.Effect<ReadonlyArray<Checkpoint>, JournalStorageError>
+  /** Whether the current fiber runs inside a transaction of this storage (ours or a caller's). */
+  readonly inTransaction: Effect.Effect<boolean>
   /** Run `effect` atomically (SQL: a transaction, joining the caller's if there is one). */
   readonly transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | JournalStorageError, R>
 }

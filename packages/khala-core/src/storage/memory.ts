@@ -176,6 +176,7 @@ export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
           .sort((a, b) => (a.entityId < b.entityId ? -1 : 1))
           .slice(0, limit)
       ),
+    inTransaction: FiberRef.get(inTransaction),
     transaction: (effect) =>
       Effect.flatMap(FiberRef.get(inTransaction), (inside) =>
         inside

@@ -274,6 +274,7 @@ export const make: Effect.Effect<KhalaStorageService, SqlError, SqlClient.SqlCli
         Effect.map((rows) => rows.map(toCheckpoint)),
         Effect.mapError(storageError("list checkpoints"))
       ),
+    inTransaction: Effect.map(Effect.serviceOption(SqlClient.TransactionConnection), (o) => o._tag === "Some"),
     // Nested inside a caller's transaction this is a savepoint, so a failed block is undone
     // without aborting the caller.
     transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) =>

@@ -1,0 +1,163 @@
+// Wake-ups and revocations between nodes. After a commit, the writer calls `wake(topics)`: every
+// node's hub (this one immediately) reads the new journal rows for those topics. Revocations
+// reach every node's live connections the same way.
+//
+// A wake-up is a hint, never the data: the database is the delivery authority, and the hub also
+// polls the heads of its active topics, so a lost notification (a crashed notifier, a dropped
+// LISTEN connection) only delays delivery until the next poll.
+//
+// Adapters: in memory (one node), and Postgres LISTEN/NOTIFY (several nodes on one database;
+// needs a LISTEN-capable connection, so not through a transaction-pooling proxy). Wake-ups are
+// coalesced: the topics of every wake call in one event-loop turn go out as one NOTIFY.
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Runtime from "effect/Runtime"
+import * as Stream from "effect/Stream"
+import { SqlNotify } from "@openagents/sql-pglite"
+import type { RevocationReasonName } from "./SyncWire.js"
+
+export interface Revocation {
+  readonly sessionIds: ReadonlyArray<string>
+  readonly deviceIds: ReadonlyArray<string>
+  readonly reason: RevocationReasonName
+}
+
+export interface Listener {
+  readonly wake: (topics: ReadonlyArray<string>) => void
+  readonly revoke: (revocation: Revocation) => void
+}
+
+export interface NotifierService {
+  /** Announce new commits on `topics` to every node. Call after the commit. */
+  readonly wake: (topics: Iterable<string>) => Effect.Effect<void>
+  /** Announce a revocation to every node. */
+  readonly revoke: (revocation: Revocation) => Effect.Effect<void>
+  /** Receive wake-ups and revocations (this node's and other nodes'); unregisters when the scope closes. */
+  readonly listen: (listener: Listener) => Effect.Effect<void, never, import("effect/Scope").Scope>
+}
+
+export class Notifier extends Context.Tag("@openagents/khala-core/Notifier")<Notifier, NotifierService>() {}
+
+const makeLocal = () => {
+  const listeners = new Set<Listener>()
+  return {
+    listeners,
+    deliverWake: (topics: ReadonlyArray<string>) => {
+      for (const l of listeners) l.wake(topics)
+    },
+    deliverRevoke: (revocation: Revocation) => {
+      for (const l of listeners) l.revoke(revocation)
+    },
+    listen: (listener: Listener) =>
+      Effect.acquireRelease(Effect.sync(() => listeners.add(listener)), () => Effect.sync(() => listeners.delete(listener))).pipe(Effect.asVoid)
+  }
+}
+
+/** One node: wake-ups go straight to the local listeners. */
+export const layerMemory: Layer.Layer<Notifier> = Layer.sync(Notifier, () => {
+  const local = makeLocal()
+  return {
+    wake: (topics) => Effect.sync(() => local.deliverWake([...topics])),
+    revoke: (revocation) => Effect.sync(() => local.deliverRevoke(revocation)),
+    listen: local.listen
+  }
+})
+
+export const WAKE_CHANNEL = "khala_wake"
+export const REVOKE_CHANNEL = "khala_revoke"
+/** NOTIFY payloads must stay under 8000 bytes. */
+const MAX_PAYLOAD = 7_500
+
+/**
+ * Several nodes on one Postgres: local listeners are called at once, other nodes through
+ * NOTIFY on `khala_wake` / `khala_revoke` (payload: sender node id, then one topic per line).
+ */
+export const layerPostgres: Layer.Layer<Notifier, never, SqlNotify.SqlNotify> = Layer.scoped(
+  Notifier,
+  Effect.gen(function*() {
+    const sql = yield* SqlNotify.SqlNotify
+    const local = makeLocal()
+    const nodeId = crypto.randomUUID()
+    const runtime = yield* Effect.runtime<never>()
+    const runFork = <A, E>(effect: Effect.Effect<A, E>) => {
+      Runtime.runFork(runtime)(effect.pipe(Effect.catchAllCause((cause) => Effect.logWarning("khala notifier: NOTIFY failed", cause))))
+    }
+
+    // Coalesce the wake calls of one event-loop turn into one NOTIFY per ~7.5 KB of topics.
+    let pending = new Set<string>()
+    let scheduled = false
+    const flush = () => {
+      scheduled = false
+      const topics = [...pending]
+      pending = new Set()
+      let chunk: Array<string> = []
+      let size = nodeId.length
+      const send = () => {
+        if (chunk.length > 0) runFork(sql.notify(WAKE_CHANNEL, [nodeId, ...chunk].join("\n")))
+        chunk = []
+        size = nodeId.length
+      }
+      for (const topic of topics) {
+        if (size + topic.length + 1 > MAX_PAYLOAD) send()
+        chunk.push(topic)
+        size += topic.length + 1
+      }
+      send()
+    }
+
+    const parse = (payload: string) => {
+      const lines = payload.split("\n")
+      return { sender: lines[0] ?? "", items: lines.slice(1).filter((l) => l.length > 0) }
+    }
+    yield* sql.listen(WAKE_CHANNEL).pipe(
+      Stream.runForEach((payload) =>
+        Effect.sync(() => {
+          const { items, sender } = parse(payload)
+          if (sender !== nodeId && items.length > 0) local.deliverWake(items)
+        })
+      ),
+      Effect.catchAllCause((cause) => Effect.logError("khala notifier: LISTEN khala_wake ended; relying on head polling", cause)),
+      Effect.forkScoped
+    )
+    yield* sql.listen(REVOKE_CHANNEL).pipe(
+      Stream.runForEach((payload) =>
+        Effect.sync(() => {
+          const { items, sender } = parse(payload)
+          if (sender === nodeId || items[0] === undefined) return
+          try {
+            local.deliverRevoke(JSON.parse(items[0]) as Revocation)
+          } catch {
+            // not ours
+          }
+        })
+      ),
+      Effect.catchAllCause((cause) => Effect.logError("khala notifier: LISTEN khala_revoke ended", cause)),
+      Effect.forkScoped
+    )
+    // LISTEN is asynchronous: give it a moment so that a caller's first NOTIFY is not missed.
+    yield* Effect.sleep("100 millis")
+
+    return {
+      wake: (topics) =>
+        Effect.sync(() => {
+          const list = [...topics]
+          if (list.length === 0) return
+          local.deliverWake(list)
+          for (const t of list) pending.add(t)
+          if (!scheduled) {
+            scheduled = true
+            setImmediate(flush)
+          }
+        }),
+      revoke: (revocation) =>
+        Effect.zipRight(
+          Effect.sync(() => local.deliverRevoke(revocation)),
+          sql.notify(REVOKE_CHANNEL, `${nodeId}\n${JSON.stringify(revocation)}`).pipe(
+            Effect.catchAllCause((cause) => Effect.logError("khala notifier: revocation NOTIFY failed", cause))
+          )
+        ),
+      listen: local.listen
+    }
+  })
+)
