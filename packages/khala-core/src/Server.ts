@@ -95,6 +95,8 @@ interface Conn {
   replaying: boolean
   drained: Deferred.Deferred<void> | undefined
   strikes: Array<number>
+  /** Send-buffer size at the previous sweep: only a buffer that stays high and does not shrink counts. */
+  lastBuffered: number
   frameTokens: number
   frameRefillAt: number
   closed: boolean
@@ -326,7 +328,7 @@ export const make = (
               sendError(c, SyncWire.authError(reason.error))
               break
             case "token_expired":
-              sendError(c, SyncWire.simple(SyncErrorCode.TOKEN_EXPIRED, "the sync token expired; reconnect with a fresh one"))
+              sendError(c, reason.error ? SyncWire.authError(reason.error) : SyncWire.simple(SyncErrorCode.TOKEN_EXPIRED, "the sync token expired; reconnect with a fresh one"))
               break
             case "upgrade_required":
               sendError(c, SyncWire.upgradeRequired(reason.reason, reason.gate))
@@ -521,13 +523,30 @@ export const make = (
       closeNow(c, SyncCloseCode.SLOW_CONSUMER, "slow consumer")
     }
 
-    /** Demote a connection whose live output is backing up; strike it; disconnect on too many strikes. */
+    /**
+     * Demote a connection whose live output is backing up; strike it; disconnect on too many
+     * strikes, or when paced catch-up has fallen further behind than the topic's replay budget
+     * (checked here because a socket that never drains never reaches the catch-up loop's check).
+     */
     const sweepSlow = () => {
       const now = Date.now()
       for (const c of conns) {
         if (c.closed) continue
+        const behind = [...c.subs.values()].find((s) => {
+          if (s.mode !== "paced") return false
+          const published = hub.lastPublished(s.topic.topic)
+          return published !== undefined && published - s.cursor > BigInt(s.topic.topicClass.replayBudgetEvents)
+        })
+        if (behind !== undefined) {
+          disconnectSlow(c, behind.topic.topic)
+          continue
+        }
         const buffered = c.connection.bufferedAmount()
-        if (buffered <= slow.softLimitBytes) continue
+        const previous = c.lastBuffered
+        c.lastBuffered = buffered
+        // A large batch can exceed the limit for an instant on a healthy socket; a slow one stays
+        // over it and does not drain between two sweeps.
+        if (buffered <= slow.softLimitBytes || previous <= slow.softLimitBytes || buffered < previous) continue
         const live = [...c.subs.values()].filter((s) => s.mode === "live")
         if (live.length === 0) continue
         c.strikes = [...c.strikes.filter((t) => now - t < slow.strikeWindowMs), now]
@@ -603,6 +622,7 @@ export const make = (
             replaying: false,
             drained: undefined,
             strikes: [],
+            lastBuffered: 0,
             frameTokens: maxFrames * 2,
             frameRefillAt: now,
             closed: false

@@ -85,7 +85,7 @@ export type CloseReason =
   | { readonly _tag: "bad_frame"; readonly error: FrameError }
   | { readonly _tag: "too_large"; readonly size: number; readonly limit: number }
   | { readonly _tag: "unauthorized"; readonly error: SyncTokenError }
-  | { readonly _tag: "token_expired" }
+  | { readonly _tag: "token_expired"; readonly error?: SyncTokenError }
   | { readonly _tag: "upgrade_required"; readonly reason: UpgradeReasonName; readonly gate: CompatibilityGate }
   | { readonly _tag: "idle_timeout" }
   | { readonly _tag: "reauth_required"; readonly reason: "user_requested" | "admin_revoked" | "token_replay" | "device_replaced" | "security_policy" }
@@ -235,7 +235,7 @@ export const transition = (state: State, event: Event, config: SessionConfig): R
         return [{ ...state, refreshing: false }, [{ _tag: "RequestError", code: "bad_frame", message: event.error.message, requestId: event.requestId }]]
       }
       return event.error.reason === "token_expired"
-        ? close(state, { _tag: "token_expired" })
+        ? close(state, { _tag: "token_expired", error: event.error })
         : close(state, { _tag: "unauthorized", error: event.error })
     case "SubscribeSettled": {
       // Topics that were requested but not accepted (forbidden, stale, invalid) are not held.

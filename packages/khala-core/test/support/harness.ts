@@ -1,6 +1,10 @@
 // A Khala server over real sockets on 127.0.0.1 for tests: storage (memory or SQL), the memory
 // notifier (or Postgres), a known HS256 keyring, the default authorizer, and a transport.
-import { Journal, MemoryStorage, Notifier, Publisher, Server, Snapshot, SyncToken, Topic, TopicAuthorizer } from "@openagents/khala-core"
+import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import { Journal, MemoryStorage, Notifier, Publisher, Retention, Server, Snapshot, SnapshotHttp, SyncToken, Topic, TopicAuthorizer } from "@openagents/khala-core"
+import { createServer } from "node:http"
 import type { Storage, Transport } from "@openagents/khala-core"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -48,22 +52,26 @@ export const start = async (options: HarnessOptions) => {
   const deps = Layer.mergeAll(
     Journal.layer,
     Snapshot.layer,
+    Retention.layer,
     options.notifier ?? Notifier.layerMemory,
     SyncToken.layer(VERIFIER),
     options.authorizer ?? TopicAuthorizer.layerDefault
   ).pipe(Layer.provideMerge(storage))
-  const layer = Layer.mergeAll(Server.layer({ transport: options.transport, ...options.server }), Publisher.layer).pipe(
+  const http = HttpLayerRouter.serve(SnapshotHttp.layer).pipe(Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" })))
+  const layer = Layer.mergeAll(Server.layer({ transport: options.transport, ...options.server }), Publisher.layer, http).pipe(
     Layer.provideMerge(deps),
     Layer.provide(Layer.succeed(Topic.TopicClasses, Topic.makeRegistry(options.classes ?? Topic.defaultClasses)))
   )
   const runtime = ManagedRuntime.make(layer as Layer.Layer<any, unknown>)
   const server = (await runtime.runPromise(Server.KhalaServerTag)) as Server.KhalaServer
   const run = <A>(effect: Effect.Effect<A, unknown, any>) => runtime.runPromise(effect) as Promise<A>
+  const address = (await run(Effect.map(HttpServer.HttpServer, (s) => s.address))) as { port: number }
   return {
     server,
     runtime,
     run,
     url: `ws://127.0.0.1:${server.port}/sync/v1/ws`,
+    httpUrl: `http://127.0.0.1:${address.port}`,
     publish: (topic: string, docs: Array<{ docKey: string; docVersion: number | bigint; payload: unknown }>) =>
       run(Effect.flatMap(Publisher.Publisher, (p) => p.publish(topic, docs))),
     append: (topic: string, docs: Array<{ docKey: string; docVersion: number | bigint; payload: unknown }>) =>
