@@ -288,7 +288,11 @@ for (const transport of [UwsTransport.transport, WsTransport.transport]) {
           await h.publish(topic, Array.from({ length: 50 }, (_, j) => ({ docKey: `e${sent + j}`, docVersion: 1, payload: { blob, i: sent + j } })))
           sent += 50
           await sleep(10)
-          if (sent % 1000 === 0) raw.resume(), raw.pause() // let the close handshake through eventually
+          if (sent % 1000 === 0) {
+            // Let a little through now and then, so the close handshake can eventually arrive.
+            raw.resume()
+            raw.pause()
+          }
           if (h.server.connections() < 2) break
         }
         expect(h.server.connections()).toBe(1) // the slow one was dropped by the server
