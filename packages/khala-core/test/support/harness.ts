@@ -40,7 +40,7 @@ export const tokenFor = (userId: string, overrides: Record<string, unknown> = {}
 
 export interface HarnessOptions {
   readonly transport: Transport.Transport
-  readonly storage?: Layer.Layer<Storage.KhalaStorage, unknown>
+  readonly storage?: Layer.Layer<Storage.KhalaStorage, unknown> | undefined
   readonly notifier?: Layer.Layer<Notifier.Notifier, unknown>
   readonly server?: Server.ServerOptions
   readonly authorizer?: Layer.Layer<TopicAuthorizer.TopicAuthorizer>
