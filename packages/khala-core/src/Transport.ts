@@ -44,7 +44,10 @@ export interface ListenOptions {
   readonly port?: number | undefined
   /** The WebSocket path (default "/sync/v1/ws"). */
   readonly path?: string | undefined
-  /** Inbound frames larger than this are refused by the transport itself (close 1009). */
+  /**
+   * Inbound frames larger than this end the connection in the transport itself, undelivered (ws:
+   * close 1009; uWS: the socket is dropped). The server enforces its own, lower limit first.
+   */
   readonly maxPayloadBytes: number
   /**
    * Outbound bytes a socket may queue before the transport closes it (uWS: closeOnBackpressureLimit).
