@@ -1,0 +1,84 @@
+// The server session's pure transitions, as a table: (state, event) → (state, actions).
+import { Session, SyncToken, SyncWire } from "@openagents/khala-core"
+import { describe, expect, it } from "vitest"
+
+const config: Session.SessionConfig = { ...Session.defaultConfig, helloTimeoutMs: 5000, heartbeatIntervalMs: 15000, idleTimeoutMs: 60000, maxTopicsPerConnection: 2, maxSubscribesPerSecond: 2 }
+const principal: SyncToken.SyncPrincipal = {
+  subject: "user:1", userId: "1", orgId: "user:1", scopes: ["runtime.run_summaries"], topics: [], sessionId: "s", deviceId: "d",
+  tokenId: "j", claimsVersion: "v1", issuedAt: 0, expiresAt: 1000
+}
+const hello = (extra: Partial<{ protocolVersion: string; clientBuildId: string }> = {}) =>
+  ({ kind: "hello", hello: { token: "t", protocolVersion: "khala.ws.v1", clientBuildId: "20261124T000000Z", minSchemaVersion: 1, maxSchemaVersion: 1, ...extra } }) as unknown as SyncWire.ClientFrame
+const subscribe = (topics: Array<string>, requestId = "r", resumeAfter: Array<{ topic: string; watermark: bigint }> = []) =>
+  ({ kind: "subscribe", subscribe: { topics, requestId, resumeAfter, replayBatchSize: 0 } }) as unknown as SyncWire.ClientFrame
+
+const run = (events: Array<Session.Event>, cfg = config) => {
+  let state = Session.initial(0)
+  const actions: Array<Session.Action> = []
+  for (const e of events) {
+    const [next, out] = Session.transition(state, e, cfg)
+    state = next
+    actions.push(...out)
+  }
+  return { state, actions, tags: actions.map((a) => (a._tag === "Close" ? `Close:${a.reason._tag}` : a._tag === "RequestError" ? `RequestError:${a.code}` : a._tag)) }
+}
+const ready: Array<Session.Event> = [
+  { _tag: "Frame", frame: hello(), now: 10 },
+  { _tag: "Verified", principal, purpose: "hello", requestId: "", now: 20 }
+]
+
+describe("Session transitions", () => {
+  it.each([
+    ["hello → verify → welcome", ready, ["Verify", "Welcome"], "ready"],
+    ["a first frame other than hello is bad_frame", [{ _tag: "Frame", frame: subscribe(["x"]), now: 1 }], ["Close:bad_frame"], "closed"],
+    ["no hello within the deadline", [{ _tag: "Tick", now: 4999 }, { _tag: "Tick", now: 5000 }], ["Close:hello_timeout"], "closed"],
+    ["a hello still being verified at the deadline", [{ _tag: "Frame", frame: hello(), now: 1 }, { _tag: "Tick", now: 5000 }], ["Verify", "Close:hello_timeout"], "closed"],
+    ["a refused token closes as unauthorized", [{ _tag: "Frame", frame: hello(), now: 1 }, { _tag: "Refused", error: new SyncToken.SyncTokenError({ reason: "unknown_kid", detail: "" }), purpose: "hello", requestId: "", now: 2 }], ["Verify", "Close:unauthorized"], "closed"],
+    ["an expired token closes as token_expired", [{ _tag: "Frame", frame: hello(), now: 1 }, { _tag: "Refused", error: new SyncToken.SyncTokenError({ reason: "token_expired", detail: "" }), purpose: "hello", requestId: "", now: 2 }], ["Verify", "Close:token_expired"], "closed"],
+    ["frames before welcome are bad_frame", [{ _tag: "Frame", frame: hello(), now: 1 }, { _tag: "Frame", frame: subscribe(["x"]), now: 2 }], ["Verify", "Close:bad_frame"], "closed"],
+    ["a second hello is bad_frame", [...ready, { _tag: "Frame", frame: hello(), now: 30 }], ["Verify", "Welcome", "Close:bad_frame"], "closed"],
+    ["heartbeat due", [...ready, { _tag: "Tick", now: 15_020 }], ["Verify", "Welcome", "Heartbeat"], "ready"],
+    ["idle client", [...ready, { _tag: "Tick", now: 60_010 }], ["Verify", "Welcome", "Close:idle_timeout"], "closed"],
+    ["a client heartbeat counts as activity", [...ready, { _tag: "Frame", frame: { kind: "heartbeat", heartbeat: {} } as never, now: 50_000 }, { _tag: "Tick", now: 60_010 }], ["Verify", "Welcome", "Heartbeat"], "ready"],
+    ["token expiry on an open connection", [...ready, { _tag: "Frame", frame: { kind: "heartbeat", heartbeat: {} } as never, now: 999_000 }, { _tag: "Tick", now: 1_000_000 }], ["Verify", "Welcome", "Close:token_expired"], "closed"],
+    ["revocation", [...ready, { _tag: "Revoked", reason: "admin_revoked", now: 40 }], ["Verify", "Welcome", "Close:reauth_required"], "closed"],
+    ["subscribe", [...ready, { _tag: "Frame", frame: subscribe(["a"]), now: 30 }], ["Verify", "Welcome", "Subscribe"], "ready"],
+    ["empty topics", [...ready, { _tag: "Frame", frame: subscribe([]), now: 30 }], ["Verify", "Welcome", "RequestError:bad_subscription"], "ready"],
+    ["too many topics", [...ready, { _tag: "Frame", frame: subscribe(["a", "b", "c"]), now: 30 }], ["Verify", "Welcome", "RequestError:bad_subscription"], "ready"],
+    ["a cursor for a topic not requested", [...ready, { _tag: "Frame", frame: subscribe(["a"], "r", [{ topic: "b", watermark: 1n }]), now: 30 }], ["Verify", "Welcome", "RequestError:bad_subscription"], "ready"],
+    ["subscribe rate", [...ready, ...[31, 32, 33].map((now) => ({ _tag: "Frame" as const, frame: subscribe(["a"]), now }))], ["Verify", "Welcome", "Subscribe", "Subscribe", "RequestError:rate_limited"], "ready"],
+    ["a refresh with the same subject", [...ready, { _tag: "Frame", frame: { kind: "refresh_token", refresh: { token: "t2", requestId: "x" } } as never, now: 30 }, { _tag: "Verified", principal: { ...principal, expiresAt: 5000 }, purpose: "refresh", requestId: "x", now: 31 }], ["Verify", "Welcome", "Verify", "TokenRefreshed", "Revoke"], "ready"],
+    ["a refresh with another subject", [...ready, { _tag: "Frame", frame: { kind: "refresh_token", refresh: { token: "t2", requestId: "x" } } as never, now: 30 }, { _tag: "Verified", principal: { ...principal, subject: "user:2" }, purpose: "refresh", requestId: "x", now: 31 }], ["Verify", "Welcome", "Verify", "Close:unauthorized"], "closed"],
+    ["a bad refresh token leaves a valid connection open", [...ready, { _tag: "Frame", frame: { kind: "refresh_token", refresh: { token: "bad", requestId: "x" } } as never, now: 30 }, { _tag: "Refused", error: new SyncToken.SyncTokenError({ reason: "invalid_signature", detail: "" }), purpose: "refresh", requestId: "x", now: 31 }], ["Verify", "Welcome", "Verify", "RequestError:bad_frame"], "ready"]
+  ] as const)("%s", (_name, events, tags, phase) => {
+    const result = run(events as unknown as Array<Session.Event>)
+    expect(result.tags).toEqual(tags)
+    expect(result.state.phase).toBe(phase)
+  })
+
+  it("applies compatibility gates before verifying the token", () => {
+    const gate = { protocolVersion: "khala.ws.v1", minClientBuildId: "20260101T000000Z", maxClientBuildId: "20271231T235959Z", minSchemaVersion: 1, maxSchemaVersion: 1 }
+    const gated = { ...config, gate }
+    const verdict = (extra: Parameters<typeof hello>[0]) => {
+      const r = run([{ _tag: "Frame", frame: hello(extra), now: 1 }], gated)
+      const close = r.actions.find((a) => a._tag === "Close")
+      return close && close._tag === "Close" && close.reason._tag === "upgrade_required" ? close.reason.reason : r.tags[0]
+    }
+    expect(verdict({})).toBe("Verify")
+    expect(verdict({ clientBuildId: "20251231T000000Z" })).toBe("upgrade_required")
+    expect(verdict({ clientBuildId: "20280101T000000Z" })).toBe("unsupported_client_build")
+    expect(verdict({ clientBuildId: "nightly" })).toBe("invalid_client_build")
+    expect(verdict({ protocolVersion: "khala.ws.v2" })).toBe("unsupported_protocol_version")
+  })
+
+  it("forgets topics a subscribe did not settle, and unsubscribed ones", () => {
+    const r = run([
+      ...ready,
+      { _tag: "Frame", frame: subscribe(["a", "b"]), now: 30 },
+      { _tag: "SubscribeSettled", accepted: ["a"], requested: ["a", "b"], now: 31 }
+    ])
+    expect([...r.state.topics]).toEqual(["a"])
+    const [after] = Session.transition(r.state, { _tag: "Frame", frame: { kind: "unsubscribe", unsubscribe: { topics: ["a"], requestId: "u" } } as never, now: 40 }, config)
+    expect([...after.topics]).toEqual([])
+  })
+})
