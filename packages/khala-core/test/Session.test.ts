@@ -1,5 +1,5 @@
 // The server session's pure transitions, as a table: (state, event) → (state, actions).
-import { Session, SyncToken, SyncWire } from "@openagents/khala-core"
+import { Session, SyncToken, type SyncWire } from "@openagents/khala-core"
 import { describe, expect, it } from "vitest"
 
 const config: Session.SessionConfig = { ...Session.defaultConfig, helloTimeoutMs: 5000, heartbeatIntervalMs: 15000, idleTimeoutMs: 60000, maxTopicsPerConnection: 2, maxSubscribesPerSecond: 2 }
