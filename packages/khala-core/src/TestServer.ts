@@ -76,7 +76,11 @@ export interface TestServer {
   readonly run: <A>(effect: Effect.Effect<A, unknown, any>) => Promise<A>
   readonly publish: (topic: string, docs: Docs) => Promise<unknown>
   readonly append: (topic: string, docs: Docs) => Promise<unknown>
-  /** Stop (sockets closed with 1001), then start again on the same ports and storage. */
+  /**
+   * Stop (sockets closed with 1001), then start again on the same ports and storage. With the uWS
+   * transport this waits for the port's TIME_WAIT sockets (up to 60 s); use the ws transport in
+   * tests that restart.
+   */
   readonly restart: () => Promise<TestServer>
   readonly dispose: () => Promise<void>
 }
@@ -117,7 +121,15 @@ export const start = async (options: Options = {}): Promise<TestServer> => {
       append: (topic, docs) => run(Effect.flatMap(Publisher.Publisher, (p) => p.append(topic, docs))),
       restart: async () => {
         await runtime.dispose()
-        return incarnation(server.port, address.port)
+        // The old listener's port can take a moment to be released.
+        for (let attempt = 0; ; attempt++) {
+          try {
+            return await incarnation(server.port, address.port)
+          } catch (error) {
+            if (attempt >= 40) throw error
+            await new Promise((r) => setTimeout(r, 50))
+          }
+        }
       },
       dispose: async () => {
         await runtime.dispose()

@@ -55,6 +55,11 @@ export interface ListenOptions {
    */
   readonly maxBackpressureBytes: number
   readonly handlers: Handlers
+  /**
+   * How long a fixed port that is in use is retried (uWS: default 75 s, because uWebSockets.js
+   * leaves TIME_WAIT sockets that block its port for up to 60 s after a restart; ws: not needed).
+   */
+  readonly bindRetryMs?: number | undefined
 }
 
 export interface TransportServer {

@@ -140,16 +140,29 @@ export const transport: Transport = {
           options.handlers.close(connection, code, decoder.decode(message))
         }
       })
+      const host = options.host ?? "127.0.0.1"
+      const port = options.port ?? 0
+      const tryListen = Effect.async<import("@trufflesuite/uws-js-unofficial").us_listen_socket, TransportError>((resume) => {
+        app.listen(host, port, (socket) => {
+          resume(socket ? Effect.succeed(socket) : Effect.fail(new TransportError({ message: `cannot listen on ${host}:${port} (in use?)` })))
+        })
+      })
+      // uWebSockets.js does not set SO_REUSEADDR, so the TIME_WAIT sockets a previous process left
+      // on this port (after a restart or a crash) block binding it for up to 60 s on Linux. A
+      // fixed port is therefore retried for a while, with a warning that says why.
+      const bindRetryMs = port === 0 ? 0 : options.bindRetryMs ?? 75_000
+      const started = Date.now()
+      const listenWithRetry: Effect.Effect<import("@trufflesuite/uws-js-unofficial").us_listen_socket, TransportError> = tryListen.pipe(
+        Effect.catchAll((error) =>
+          Date.now() - started >= bindRetryMs
+            ? Effect.fail(error)
+            : Effect.logWarning(
+              `khala uws: ${host}:${port} is in use; if a previous process used it, its connections in TIME_WAIT block uWebSockets.js (no SO_REUSEADDR) for up to 60 s — retrying`
+            ).pipe(Effect.when(() => Date.now() - started < 600), Effect.zipRight(Effect.sleep("500 millis")), Effect.zipRight(Effect.suspend(() => listenWithRetry)))
+        )
+      )
       const listenSocket = yield* Effect.acquireRelease(
-        Effect.async<import("@trufflesuite/uws-js-unofficial").us_listen_socket, TransportError>((resume) => {
-          app.listen(options.host ?? "127.0.0.1", options.port ?? 0, (socket) => {
-            resume(
-              socket
-                ? Effect.succeed(socket)
-                : Effect.fail(new TransportError({ message: `cannot listen on ${options.host ?? "127.0.0.1"}:${options.port ?? 0} (in use?)` }))
-            )
-          })
-        }),
+        listenWithRetry,
         (socket) =>
           Effect.sync(() => {
             uws.us_listen_socket_close(socket)

@@ -1,0 +1,614 @@
+// The Khala client: connect with a sync token, subscribe to topics, resume each from its persisted
+// watermark, apply updates exactly once, recover from stale cursors by snapshot, and keep going
+// across network failures, server restarts and token expiry — without Effect or a protobuf
+// runtime in the bundle (the Effect API wraps this one: `@openagents/khala-client/effect`).
+//
+// Lifecycle: idle → connecting → connected ⇄ reconnecting → closed. Reconnects use exponential
+// backoff with full jitter, floored by the server's retry_after_ms; close codes 4500–4999
+// (unauthorized, reauth_required, upgrade_required, bad_frame) stop the client and are reported
+// as events instead of looping. Heartbeats are sent at the server's interval; a server silent for
+// longer than `silenceTimeoutMs` is abandoned. The token is refreshed on the open socket before it
+// expires.
+//
+// Apply: batches are applied in arrival order by one queue; an update at or below the topic's
+// last applied watermark is dropped (a whole batch by its envelope `seq`, without decoding it); a
+// gap makes the client resubscribe; a document is replaced when doc_version ≥ cached. Documents
+// and the watermark are persisted together (SyncStore.apply), and only then shown to the app.
+import { applyBatch, type IncomingUpdate } from "./Apply.js"
+import * as Backoff from "./Backoff.js"
+import * as Wire from "./internal/wire.js"
+import { memoryStore, type StoredDocument, type SyncStore } from "./Store.js"
+
+export type Status = "idle" | "connecting" | "connected" | "reconnecting" | "closed"
+
+export interface Document<T = unknown> {
+  readonly docKey: string
+  readonly docVersion: bigint
+  /** The parsed document; undefined when it must be hydrated over HTTP. */
+  readonly value: T | undefined
+  readonly json: string | null
+  readonly hydrationRequired: boolean
+}
+
+export class KhalaClientError extends Error {
+  override readonly name = "KhalaClientError"
+  constructor(readonly code: string, message: string, readonly topics: ReadonlyArray<string> = [], readonly details?: unknown) {
+    super(message)
+  }
+}
+
+export type ClientEvent =
+  | { readonly type: "status"; readonly status: Status }
+  | { readonly type: "change"; readonly topic: string; readonly changed: ReadonlyArray<string>; readonly watermark: bigint }
+  | { readonly type: "live"; readonly topic: string }
+  | { readonly type: "resynced"; readonly topic: string; readonly watermark: bigint; readonly via: "snapshot" | "head"; readonly gap: boolean }
+  | { readonly type: "reauth_required"; readonly reason: number }
+  | { readonly type: "upgrade_required"; readonly details: unknown }
+  | { readonly type: "unauthorized"; readonly reason: number; readonly message: string }
+  | { readonly type: "error"; readonly error: KhalaClientError }
+
+/** The subset of the WHATWG WebSocket the client uses (browsers, React Native, Node ≥ 22, `ws`). */
+export interface WebSocketLike {
+  binaryType: string
+  readonly readyState: number
+  send(data: Uint8Array): void
+  close(code?: number, reason?: string): void
+  onopen: ((event: unknown) => void) | null
+  onmessage: ((event: { data: unknown }) => void) | null
+  onclose: ((event: { code: number; reason: string }) => void) | null
+  onerror: ((event: unknown) => void) | null
+}
+export type WebSocketConstructor = new (url: string, protocols: Array<string>) => WebSocketLike
+
+export interface ClientOptions {
+  /** The Khala endpoint, e.g. wss://runtime.example.com/sync/v1/ws. */
+  readonly url: string
+  /** Returns a fresh sync token; called for every connection and before expiry. */
+  readonly tokenProvider: () => string | Promise<string>
+  /** Base URL for snapshot recovery (default: `url` with http(s) and no path). */
+  readonly snapshotBaseUrl?: string
+  readonly store?: SyncStore
+  /** WebSocket implementation (default: globalThis.WebSocket; pass `ws` on Node 20). */
+  readonly WebSocket?: WebSocketConstructor
+  readonly fetch?: typeof fetch
+  readonly client?: { readonly surface?: number; readonly buildId?: string; readonly appVersion?: string; readonly deviceId?: string }
+  readonly backoff?: Partial<Backoff.BackoffOptions>
+  /** Abandon a connection that has heard nothing for this long (default: 2 × heartbeat + 5 s). */
+  readonly silenceTimeoutMs?: number
+  /** For tests: the random source of the jitter. */
+  readonly random?: () => number
+}
+
+interface TopicEntry {
+  readonly topic: string
+  epoch: string
+  watermark: bigint
+  readonly docs: Map<string, Document>
+  loaded: Promise<void>
+  phase: "pending" | "subscribing" | "replaying" | "live" | "failed" | "recovering"
+  liveWaiters: Array<() => void>
+}
+
+interface QueuedBatch {
+  readonly topic: string
+  readonly serial: number
+  readonly updates: ReadonlyArray<IncomingUpdate>
+  readonly complete: boolean
+}
+
+const textDecoder = new TextDecoder()
+
+const toDocument = (d: StoredDocument): Document => ({
+  docKey: d.docKey,
+  docVersion: d.docVersion,
+  json: d.payload,
+  value: d.payload === null ? undefined : JSON.parse(d.payload),
+  hydrationRequired: d.payload === null
+})
+
+export class KhalaClient {
+  status: Status = "idle"
+  private readonly store: SyncStore
+  private readonly topics = new Map<string, TopicEntry>()
+  private readonly listeners = new Set<(event: ClientEvent) => void>()
+  private socket: WebSocketLike | undefined
+  private serial = 0
+  private attempt = 0
+  private retryFloorMs = 0
+  private closedByUser = false
+  private timers: Array<ReturnType<typeof setTimeout>> = []
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined
+  private lastFrameAt = 0
+  private heartbeatMs = 15_000
+  private journalEpoch = ""
+  private token = ""
+  private requestSeq = 0
+  private readonly pendingRequests = new Map<string, ReadonlyArray<string>>()
+  private queue: Array<QueuedBatch> = []
+  private processing: Promise<void> | undefined
+  private terminalError: ClientEvent | undefined
+
+  constructor(readonly options: ClientOptions) {
+    this.store = options.store ?? memoryStore()
+  }
+
+  /** Listen to client events; returns the unsubscribe function. */
+  on(listener: (event: ClientEvent) => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+
+  /** Subscribe to a topic (idempotent). Connects the client if it is idle. */
+  subscribe(topic: string): void {
+    if (this.topics.has(topic)) return
+    const entry: TopicEntry = { topic, epoch: "", watermark: 0n, docs: new Map(), loaded: Promise.resolve(), phase: "pending", liveWaiters: [] }
+    entry.loaded = this.store.load(topic).then((state) => {
+      if (state === undefined) return
+      entry.epoch = state.epoch
+      entry.watermark = state.watermark
+      for (const d of state.documents) entry.docs.set(d.docKey, toDocument(d))
+    })
+    this.topics.set(topic, entry)
+    if (this.status === "idle") this.connect()
+    else if (this.status === "connected") void this.sendSubscribe([entry])
+  }
+
+  /** Stop receiving a topic (its persisted state is kept). */
+  unsubscribe(topic: string): void {
+    if (!this.topics.delete(topic)) return
+    if (this.status === "connected") this.send(Wire.unsubscribe({ topics: [topic], requestId: this.nextRequestId() }))
+  }
+
+  /** The topic's documents as applied (and persisted) so far. */
+  documents<T = unknown>(topic: string): ReadonlyMap<string, Document<T>> {
+    return (this.topics.get(topic)?.docs ?? new Map()) as ReadonlyMap<string, Document<T>>
+  }
+
+  /** The last applied watermark of a topic. */
+  watermark(topic: string): bigint {
+    return this.topics.get(topic)?.watermark ?? 0n
+  }
+
+  /** Resolves once the topic has caught up (replay complete) on the current or a later connection. */
+  live(topic: string): Promise<void> {
+    const entry = this.topics.get(topic)
+    if (entry === undefined) return Promise.reject(new KhalaClientError("not_subscribed", `not subscribed to ${topic}`, [topic]))
+    if (entry.phase === "live") return Promise.resolve()
+    return new Promise((resolve) => entry.liveWaiters.push(resolve))
+  }
+
+  /** Open the connection (done by the first subscribe). */
+  connect(): void {
+    if (this.status === "connecting" || this.status === "connected") return
+    this.closedByUser = false
+    this.terminalError = undefined
+    void this.open()
+  }
+
+  /** Close for good: no reconnect; pending applies finish first. */
+  async close(): Promise<void> {
+    this.closedByUser = true
+    this.clearTimers()
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer)
+    this.detach(1000, "client closed")
+    await this.processing
+    this.setStatus("closed")
+    await this.store.close?.()
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private emit(event: ClientEvent) {
+    for (const l of [...this.listeners]) {
+      try {
+        l(event)
+      } catch {
+        // a listener's failure is its own
+      }
+    }
+  }
+
+  private setStatus(status: Status) {
+    if (this.status === status) return
+    this.status = status
+    this.emit({ type: "status", status })
+  }
+
+  private nextRequestId() {
+    return `r${++this.requestSeq}`
+  }
+
+  private send(data: Uint8Array) {
+    try {
+      this.socket?.send(data)
+    } catch {
+      // a socket that is closing: the close handler reconnects
+    }
+  }
+
+  private clearTimers() {
+    for (const t of this.timers) clearTimeout(t)
+    this.timers = []
+  }
+
+  private later(ms: number, f: () => void) {
+    const t = setTimeout(f, ms)
+    this.timers.push(t)
+    return t
+  }
+
+  private get snapshotBase() {
+    if (this.options.snapshotBaseUrl) return this.options.snapshotBaseUrl.replace(/\/$/, "")
+    const u = new URL(this.options.url)
+    return `${u.protocol === "wss:" ? "https:" : "http:"}//${u.host}`
+  }
+
+  private async open() {
+    this.setStatus(this.attempt === 0 && this.status === "idle" ? "connecting" : this.status === "reconnecting" ? "reconnecting" : "connecting")
+    const serial = ++this.serial
+    let token: string
+    try {
+      token = await this.options.tokenProvider()
+    } catch (error) {
+      this.emit({ type: "error", error: new KhalaClientError("token_unavailable", `tokenProvider failed: ${String(error)}`) })
+      return this.scheduleReconnect(serial)
+    }
+    if (serial !== this.serial || this.closedByUser) return
+    this.token = token
+    const Ctor = this.options.WebSocket ?? (globalThis as unknown as { WebSocket?: WebSocketConstructor }).WebSocket
+    if (Ctor === undefined) throw new KhalaClientError("no_websocket", "no WebSocket implementation: pass options.WebSocket (for example `ws` on Node 20)")
+    let socket: WebSocketLike
+    try {
+      socket = new Ctor(this.options.url, [Wire.SUBPROTOCOL])
+    } catch (error) {
+      this.emit({ type: "error", error: new KhalaClientError("connect_failed", String(error)) })
+      return this.scheduleReconnect(serial)
+    }
+    socket.binaryType = "arraybuffer"
+    this.socket = socket
+    this.lastFrameAt = Date.now()
+    socket.onopen = () => {
+      if (serial !== this.serial) return
+      this.lastFrameAt = Date.now()
+      const c = this.options.client ?? {}
+      this.send(Wire.hello({
+        token,
+        surface: c.surface ?? 0,
+        clientBuildId: c.buildId ?? "",
+        protocolVersion: Wire.PROTOCOL_VERSION,
+        minSchemaVersion: Wire.SCHEMA_VERSION,
+        maxSchemaVersion: Wire.SCHEMA_VERSION,
+        appVersion: c.appVersion ?? "",
+        deviceId: c.deviceId ?? ""
+      }))
+      this.watchSilence(serial)
+    }
+    socket.onmessage = (event) => {
+      if (serial !== this.serial) return
+      this.lastFrameAt = Date.now()
+      const data = event.data instanceof ArrayBuffer ? new Uint8Array(event.data) : event.data instanceof Uint8Array ? event.data : undefined
+      if (data === undefined) return
+      try {
+        this.onFrame(serial, Wire.envelope(data))
+      } catch (error) {
+        this.emit({ type: "error", error: new KhalaClientError("bad_frame", `undecodable server frame: ${String(error)}`) })
+        this.detach(4503, "undecodable frame")
+        this.scheduleReconnect(serial)
+      }
+    }
+    socket.onclose = (event) => this.onClose(serial, event.code, event.reason)
+    socket.onerror = () => {
+      // followed by onclose
+    }
+  }
+
+  /** Drop the current socket without waiting for its close handshake. */
+  private detach(code: number, reason: string) {
+    const socket = this.socket
+    this.socket = undefined
+    this.serial++
+    this.clearTimers()
+    if (socket === undefined) return
+    socket.onopen = socket.onmessage = socket.onerror = null
+    socket.onclose = null
+    try {
+      socket.close(code >= 4000 && code <= 4999 ? code : 1000, reason)
+    } catch {
+      // already closed
+    }
+    for (const entry of this.topics.values()) if (entry.phase !== "failed") entry.phase = "pending"
+  }
+
+  private onClose(serial: number, code: number, reason: string) {
+    if (serial !== this.serial) return
+    this.socket = undefined
+    this.serial++
+    this.clearTimers()
+    for (const entry of this.topics.values()) if (entry.phase !== "failed") entry.phase = "pending"
+    if (this.closedByUser) return this.setStatus("closed")
+    const verdict = Backoff.classifyClose(code)
+    if (verdict.action === "stop") {
+      this.setStatus("closed")
+      const event = this.terminalError ?? (verdict.reason === "bad_frame"
+        ? { type: "error" as const, error: new KhalaClientError("bad_frame", reason || "the server refused a frame") }
+        : { type: "unauthorized" as const, reason: 0, message: reason })
+      this.emit(event)
+      return
+    }
+    this.scheduleReconnect(this.serial)
+  }
+
+  private scheduleReconnect(serial: number) {
+    if (serial !== this.serial && this.socket !== undefined) return
+    if (this.closedByUser) return
+    this.setStatus("reconnecting")
+    const options = { ...Backoff.defaultBackoff, ...this.options.backoff }
+    const ms = Backoff.delay(this.attempt++, (this.options.random ?? Math.random)(), this.retryFloorMs, options)
+    this.retryFloorMs = 0
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer)
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined
+      void this.open()
+    }, ms)
+  }
+
+  private watchSilence(serial: number) {
+    const check = () => {
+      if (serial !== this.serial) return
+      const limit = this.options.silenceTimeoutMs ?? this.heartbeatMs * 2 + 5_000
+      if (Date.now() - this.lastFrameAt > limit) {
+        this.emit({ type: "error", error: new KhalaClientError("server_silent", `no frame from the server for ${limit} ms; reconnecting`) })
+        this.detach(4000, "server silent")
+        return this.scheduleReconnect(this.serial)
+      }
+      this.later(Math.min(1000, limit / 4), check)
+    }
+    this.later(Math.min(1000, (this.options.silenceTimeoutMs ?? 35_000) / 4), check)
+  }
+
+  private onFrame(serial: number, frame: Wire.Envelope) {
+    if (frame.schemaVersion !== Wire.SCHEMA_VERSION) throw new Error(`schema_version ${frame.schemaVersion}`)
+    switch (frame.kind) {
+      case Wire.Kind.WELCOME:
+        return this.onWelcome(serial, Wire.payload(frame))
+      case Wire.Kind.UPDATE_BATCH: {
+        const entry = this.topics.get(frame.topic)
+        if (entry === undefined) return
+        // A live batch wholly at or below what is applied is dropped without decoding it.
+        if (entry.phase === "live" && frame.seq !== 0n && frame.seq <= entry.watermark) return
+        const batch = Wire.payload(frame)
+        const updates: Array<IncomingUpdate> = batch.updates.map((u: any) => ({
+          watermark: u.watermark,
+          docKey: u.docKey,
+          docVersion: u.docVersion,
+          payload: u.hydrationRequired ? null : textDecoder.decode(u.payload)
+        }))
+        this.enqueue({ topic: frame.topic, serial, updates, complete: batch.replayComplete })
+        return
+      }
+      case Wire.Kind.SUBSCRIBED: {
+        const m = Wire.payload(frame)
+        this.pendingRequests.delete(m.requestId)
+        for (const t of m.topics as Array<string>) {
+          const entry = this.topics.get(t)
+          if (entry && entry.phase === "subscribing") entry.phase = "replaying"
+        }
+        return
+      }
+      case Wire.Kind.TOKEN_REFRESHED:
+        return this.scheduleRefresh(serial, Number(Wire.payload(frame).tokenExpiresAtMs))
+      case Wire.Kind.ERROR:
+        return this.onError(serial, Wire.payload(frame))
+      default:
+        return // heartbeats, unsubscribed: activity only
+    }
+  }
+
+  private onWelcome(serial: number, welcome: any) {
+    this.journalEpoch = welcome.journalEpoch
+    this.heartbeatMs = welcome.heartbeatIntervalMs || 15_000
+    this.attempt = 0
+    this.setStatus("connected")
+    const beat = () => {
+      if (serial !== this.serial) return
+      this.send(Wire.heartbeat(Date.now()))
+      this.later(this.heartbeatMs, beat)
+    }
+    this.later(this.heartbeatMs, beat)
+    this.scheduleRefresh(serial, Number(welcome.tokenExpiresAtMs))
+    void this.sendSubscribe([...this.topics.values()])
+  }
+
+  private scheduleRefresh(serial: number, expiresAtMs: number) {
+    if (!expiresAtMs) return
+    const remaining = expiresAtMs - Date.now()
+    const margin = Math.min(30_000, Math.max(remaining * 0.25, 0))
+    this.later(Math.max(0, remaining - margin), async () => {
+      if (serial !== this.serial) return
+      try {
+        const token = await this.options.tokenProvider()
+        if (serial !== this.serial) return
+        this.token = token
+        this.send(Wire.refreshToken(token, this.nextRequestId()))
+      } catch (error) {
+        this.emit({ type: "error", error: new KhalaClientError("token_unavailable", `token refresh failed: ${String(error)}`) })
+        this.later(2_000, () => this.scheduleRefresh(serial, expiresAtMs))
+      }
+    })
+  }
+
+  private async sendSubscribe(entries: ReadonlyArray<TopicEntry>) {
+    const serial = this.serial
+    await Promise.all(entries.map((e) => e.loaded))
+    if (serial !== this.serial || this.status !== "connected") return
+    const ready = entries.filter((e) => e.phase === "pending" && this.topics.get(e.topic) === e)
+    if (ready.length === 0) return
+    for (const e of ready) e.phase = "subscribing"
+    const requestId = this.nextRequestId()
+    this.pendingRequests.set(requestId, ready.map((e) => e.topic))
+    this.send(Wire.subscribe({
+      topics: ready.map((e) => e.topic),
+      resumeAfter: ready.filter((e) => e.watermark > 0n || e.epoch !== "").map((e) => ({ topic: e.topic, watermark: e.watermark, epoch: e.epoch })),
+      requestId,
+      replayBatchSize: 0
+    }))
+  }
+
+  private onError(serial: number, error: any) {
+    const code = error.code as number
+    const name = Wire.ERROR_CODE_NAMES[code] ?? "internal"
+    const requested = this.pendingRequests.get(error.requestId) ?? []
+    switch (code) {
+      case Wire.ErrorCode.STALE_CURSOR:
+        return void this.recover(serial, error.details?.value)
+      case Wire.ErrorCode.FORBIDDEN_TOPIC:
+      case Wire.ErrorCode.BAD_SUBSCRIPTION: {
+        const topics: Array<string> = code === Wire.ErrorCode.FORBIDDEN_TOPIC ? error.details?.value?.forbiddenTopics ?? requested : requested
+        for (const t of topics) {
+          const entry = this.topics.get(t)
+          if (entry) entry.phase = "failed"
+        }
+        this.emit({ type: "error", error: new KhalaClientError(name, error.message, topics, error.details?.value) })
+        return
+      }
+      case Wire.ErrorCode.RATE_LIMITED:
+        if (requested.length > 0) {
+          for (const t of requested) {
+            const entry = this.topics.get(t)
+            if (entry && entry.phase === "subscribing") entry.phase = "pending"
+          }
+          this.later(Math.max(error.retryAfterMs, 100), () => void this.sendSubscribe([...this.topics.values()]))
+        }
+        return
+      case Wire.ErrorCode.SLOW_CONSUMER:
+        this.retryFloorMs = Math.max(this.retryFloorMs, error.retryAfterMs || error.details?.value?.reconnectAfterMs || 0)
+        return
+      case Wire.ErrorCode.REAUTH_REQUIRED:
+        this.terminalError = { type: "reauth_required", reason: error.details?.value?.reason ?? 0 }
+        return
+      case Wire.ErrorCode.UPGRADE_REQUIRED:
+        this.terminalError = { type: "upgrade_required", details: error.details?.value }
+        return
+      case Wire.ErrorCode.UNAUTHORIZED:
+        this.terminalError = { type: "unauthorized", reason: error.details?.value?.reason ?? 0, message: error.message }
+        return
+      case Wire.ErrorCode.TOKEN_EXPIRED:
+      case Wire.ErrorCode.GOING_AWAY:
+        return // the close follows; reconnect with a fresh token
+      default:
+        this.emit({ type: "error", error: new KhalaClientError(name, error.message, requested, error.details?.value) })
+    }
+  }
+
+  /** Stale cursor: recover each topic from its snapshot (or from the head), then resubscribe. */
+  private async recover(serial: number, details: any) {
+    const plan = new Map<string, any>((details?.snapshotPlan?.topics ?? []).map((t: any) => [t.topic, t]))
+    for (const stale of (details?.staleTopics ?? []) as Array<any>) {
+      const entry = this.topics.get(stale.topic)
+      if (entry === undefined) continue
+      entry.phase = "recovering"
+      const planned = plan.get(stale.topic)
+      try {
+        await this.queueIdle()
+        if (planned?.snapshot?.path) {
+          const response = await (this.options.fetch ?? fetch)(`${this.snapshotBase}${planned.snapshot.path}`, {
+            headers: { authorization: `Bearer ${this.token}`, accept: "application/x-protobuf" }
+          })
+          if (!response.ok) throw new KhalaClientError("snapshot_failed", `snapshot of ${stale.topic}: HTTP ${response.status}`, [stale.topic])
+          const snapshot = Wire.snapshot(new Uint8Array(await response.arrayBuffer()))
+          const documents: Array<StoredDocument> = snapshot.documents.map((d: any) => ({ docKey: d.docKey, docVersion: d.docVersion, payload: textDecoder.decode(d.payload) }))
+          await this.store.apply(stale.topic, { epoch: snapshot.epoch, watermark: snapshot.watermark, upserts: documents, replace: true })
+          entry.docs.clear()
+          for (const d of documents) entry.docs.set(d.docKey, toDocument(d))
+          entry.epoch = snapshot.epoch
+          entry.watermark = snapshot.watermark
+          this.emit({ type: "resynced", topic: stale.topic, watermark: snapshot.watermark, via: "snapshot", gap: false })
+          this.emit({ type: "change", topic: stale.topic, changed: documents.map((d) => d.docKey), watermark: snapshot.watermark })
+        } else {
+          // No snapshot for this class (event streams): continue from the head; the interval is lost.
+          const head = BigInt(planned?.headWatermark ?? stale.headWatermark ?? 0n)
+          const epoch = stale.epoch || this.journalEpoch
+          await this.store.apply(stale.topic, { epoch, watermark: head, upserts: [] })
+          entry.epoch = epoch
+          entry.watermark = head
+          this.emit({ type: "resynced", topic: stale.topic, watermark: head, via: "head", gap: true })
+        }
+        entry.phase = "pending"
+      } catch (error) {
+        entry.phase = "pending"
+        this.emit({ type: "error", error: error instanceof KhalaClientError ? error : new KhalaClientError("snapshot_failed", String(error), [stale.topic]) })
+        // Try again through a reconnect (which backs off).
+        if (serial === this.serial) {
+          this.detach(4000, "snapshot recovery failed")
+          this.scheduleReconnect(this.serial)
+        }
+        return
+      }
+    }
+    if (serial === this.serial) void this.sendSubscribe([...this.topics.values()])
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The apply queue
+
+  private enqueue(batch: QueuedBatch) {
+    this.queue.push(batch)
+    if (this.processing === undefined) this.processing = this.drain().finally(() => (this.processing = undefined))
+  }
+
+  private async queueIdle() {
+    while (this.processing !== undefined) await this.processing
+  }
+
+  private async drain() {
+    while (this.queue.length > 0) {
+      // Coalesce consecutive batches of one topic into one store write.
+      const first = this.queue.shift()!
+      const updates = [...first.updates]
+      let complete = first.complete
+      while (this.queue.length > 0 && this.queue[0]!.topic === first.topic && this.queue[0]!.serial === first.serial) {
+        const next = this.queue.shift()!
+        updates.push(...next.updates)
+        complete = next.complete
+      }
+      const entry = this.topics.get(first.topic)
+      if (entry === undefined || entry.phase === "recovering") continue
+      const result = applyBatch(entry.watermark, (k) => entry.docs.get(k)?.docVersion, updates)
+      if (result.watermark > entry.watermark) {
+        const epoch = entry.epoch || this.journalEpoch
+        try {
+          await this.store.apply(first.topic, { epoch, watermark: result.watermark, upserts: result.upserts })
+        } catch (error) {
+          this.emit({ type: "error", error: new KhalaClientError("store_failed", `persisting ${first.topic} failed: ${String(error)}`, [first.topic]) })
+          if (first.serial === this.serial) {
+            this.detach(4000, "store failed")
+            this.scheduleReconnect(this.serial)
+          }
+          continue
+        }
+        entry.epoch = epoch
+        entry.watermark = result.watermark
+        for (const d of result.upserts) entry.docs.set(d.docKey, toDocument(d))
+        this.emit({ type: "change", topic: first.topic, changed: result.upserts.map((d) => d.docKey), watermark: result.watermark })
+      }
+      if (result.gapAt !== undefined) {
+        // Something was lost in transit: resume from what is applied.
+        if (first.serial === this.serial) {
+          this.detach(4000, "gap")
+          this.scheduleReconnect(this.serial)
+        }
+        continue
+      }
+      if (complete && first.serial === this.serial && entry.phase !== "live") {
+        entry.phase = "live"
+        const waiters = entry.liveWaiters
+        entry.liveWaiters = []
+        for (const w of waiters) w()
+        this.emit({ type: "live", topic: first.topic })
+      }
+    }
+  }
+}
+
+/** Create a client. It connects on the first `subscribe`. */
+export const createClient = (options: ClientOptions): KhalaClient => new KhalaClient(options)
