@@ -32,6 +32,7 @@ const refused = [
 const allowed = [
   ["packages/khala-client/src/Client.ts", `import "@openagents/proto/sync/v1"`],
   ["packages/khala-client/src/node/FileStore.ts", `import "node:fs/promises"`],
+  ["packages/khala-client/test/Client.test.ts", `import "@openagents/khala-core/testing"`],
   ["packages/runtime-core/src/Runs.ts", `import "@openagents/khala-core"`],
   ["packages/runtime-core/src/Runs.ts", `import "@effect/sql/SqlClient"`],
   ["packages/khala-core/test/Journal.test.ts", `import "../src/internal/codec.js"`],
