@@ -75,6 +75,8 @@ export interface ClientOptions {
   readonly backoff?: Partial<Backoff.BackoffOptions>
   /** Abandon a connection that has heard nothing for this long (default: 2 × heartbeat + 5 s). */
   readonly silenceTimeoutMs?: number
+  /** Give up on a connection whose Welcome or Subscribed does not arrive within this (default 10 s). */
+  readonly requestTimeoutMs?: number
   /** For tests: the random source of the jitter. */
   readonly random?: () => number
 }
@@ -229,6 +231,7 @@ export class KhalaClient {
   private clearTimers() {
     for (const t of this.timers) clearTimeout(t)
     this.timers = []
+    this.awaiting.clear()
   }
 
   private later(ms: number, f: () => void) {
@@ -271,6 +274,7 @@ export class KhalaClient {
       if (serial !== this.serial) return
       this.lastFrameAt = Date.now()
       const c = this.options.client ?? {}
+      this.expectReply(serial, "welcome")
       this.send(Wire.hello({
         token,
         surface: c.surface ?? 0,
@@ -309,8 +313,11 @@ export class KhalaClient {
     this.serial++
     this.clearTimers()
     if (socket === undefined) return
-    socket.onopen = socket.onmessage = socket.onerror = null
+    socket.onopen = socket.onmessage = null
     socket.onclose = null
+    // Not null: a Node `ws` socket closed while still connecting emits "error" on the next tick,
+    // and an EventEmitter with no error listener throws.
+    socket.onerror = () => {}
     try {
       socket.close(code >= 4000 && code <= 4999 ? code : 1000, reason)
     } catch {
@@ -352,6 +359,18 @@ export class KhalaClient {
     }, ms)
   }
 
+  private awaiting = new Set<string>()
+  /** Reconnect when an expected reply (Welcome, Subscribed) does not come in time. */
+  private expectReply(serial: number, what: string) {
+    this.awaiting.add(what)
+    this.later(this.options.requestTimeoutMs ?? 10_000, () => {
+      if (serial !== this.serial || !this.awaiting.has(what)) return
+      this.emit({ type: "error", error: new KhalaClientError("request_timeout", `no ${what.replace(/:.*/, "")} within ${this.options.requestTimeoutMs ?? 10_000} ms; reconnecting`) })
+      this.detach(4000, `${what} timeout`)
+      this.scheduleReconnect(this.serial)
+    })
+  }
+
   private watchSilence(serial: number) {
     const check = () => {
       if (serial !== this.serial) return
@@ -389,12 +408,15 @@ export class KhalaClient {
       case Wire.Kind.SUBSCRIBED: {
         const m = Wire.payload(frame)
         this.pendingRequests.delete(m.requestId)
+        this.awaiting.delete(`subscribed:${m.requestId}`)
         for (const t of m.topics as Array<string>) {
           const entry = this.topics.get(t)
           if (entry && entry.phase === "subscribing") entry.phase = "replaying"
         }
         return
       }
+      case Wire.Kind.HEARTBEAT:
+        return this.checkPositions(Wire.payload(frame).watermarks)
       case Wire.Kind.TOKEN_REFRESHED:
         return this.scheduleRefresh(serial, Number(Wire.payload(frame).tokenExpiresAtMs))
       case Wire.Kind.ERROR:
@@ -405,6 +427,7 @@ export class KhalaClient {
   }
 
   private onWelcome(serial: number, welcome: any) {
+    this.awaiting.delete("welcome")
     this.journalEpoch = welcome.journalEpoch
     this.heartbeatMs = welcome.heartbeatIntervalMs || 15_000
     this.attempt = 0
@@ -446,6 +469,7 @@ export class KhalaClient {
     for (const e of ready) e.phase = "subscribing"
     const requestId = this.nextRequestId()
     this.pendingRequests.set(requestId, ready.map((e) => e.topic))
+    this.expectReply(serial, `subscribed:${requestId}`)
     this.send(Wire.subscribe({
       topics: ready.map((e) => e.topic),
       resumeAfter: ready.filter((e) => e.watermark > 0n || e.epoch !== "").map((e) => ({ topic: e.topic, watermark: e.watermark, epoch: e.epoch })),
@@ -458,6 +482,7 @@ export class KhalaClient {
     const code = error.code as number
     const name = Wire.ERROR_CODE_NAMES[code] ?? "internal"
     const requested = this.pendingRequests.get(error.requestId) ?? []
+    this.awaiting.delete(`subscribed:${error.requestId}`)
     switch (code) {
       case Wire.ErrorCode.STALE_CURSOR:
         return void this.recover(serial, error.details?.value)
@@ -497,6 +522,24 @@ export class KhalaClient {
         return // the close follows; reconnect with a fresh token
       default:
         this.emit({ type: "error", error: new KhalaClientError(name, error.message, requested, error.details?.value) })
+    }
+  }
+
+  /**
+   * Positioning: a server heartbeat carries each topic's published watermark. A live topic that
+   * is behind it with nothing left to apply has lost a batch in transit: resume from what is
+   * applied (the server re-sends the rest).
+   */
+  private checkPositions(watermarks: ReadonlyArray<{ topic: string; watermark: bigint }>) {
+    if (this.processing !== undefined || this.queue.length > 0) return
+    for (const w of watermarks) {
+      const entry = this.topics.get(w.topic)
+      if (entry?.phase === "live" && w.watermark > entry.watermark) {
+        this.emit({ type: "error", error: new KhalaClientError("position_lost", `${w.topic} is at ${w.watermark} on the server, ${entry.watermark} here; resuming`, [w.topic]) })
+        this.detach(4000, "position lost")
+        this.scheduleReconnect(this.serial)
+        return
+      }
     }
   }
 
