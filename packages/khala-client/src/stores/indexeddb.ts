@@ -11,6 +11,15 @@ const request = <T>(r: IDBRequest<T>) =>
     r.onerror = () => reject(r.error)
   })
 
+/** Delete a topic's documents, then continue — all within the caller's transaction. */
+const deleteTopicDocs = (docs: IDBObjectStore, topic: string, then: () => void) => {
+  const keys = docs.index("topic").getAllKeys(topic)
+  keys.onsuccess = () => {
+    for (const key of keys.result) docs.delete(key)
+    then()
+  }
+}
+
 export const indexedDbStore = (options: { name?: string; indexedDB?: IDBFactory } = {}): SyncStore => {
   const factory = options.indexedDB ?? (globalThis as unknown as { indexedDB?: IDBFactory }).indexedDB
   if (factory === undefined) throw new Error("IndexedDB is not available here; use localStorageStore or memoryStore")
@@ -47,16 +56,18 @@ export const indexedDbStore = (options: { name?: string; indexedDB?: IDBFactory 
       const db = await opening
       const tx = db.transaction([DOCS, CURSORS], "readwrite")
       const docs = tx.objectStore(DOCS)
-      if (change.replace) docs.delete(IDBKeyRange.bound([topic, ""], [topic, "\uffff\uffff"]))
-      for (const d of change.upserts) docs.put({ topic, docKey: d.docKey, docVersion: d.docVersion.toString(), payload: d.payload })
-      tx.objectStore(CURSORS).put({ topic, epoch: change.epoch, watermark: change.watermark.toString() })
+      const write = () => {
+        for (const d of change.upserts) docs.put({ topic, docKey: d.docKey, docVersion: d.docVersion.toString(), payload: d.payload })
+        tx.objectStore(CURSORS).put({ topic, epoch: change.epoch, watermark: change.watermark.toString() })
+      }
+      if (change.replace) deleteTopicDocs(docs, topic, write)
+      else write()
       await done(tx)
     },
     clear: async (topic) => {
       const db = await opening
       const tx = db.transaction([DOCS, CURSORS], "readwrite")
-      tx.objectStore(DOCS).delete(IDBKeyRange.bound([topic, ""], [topic, "\uffff\uffff"]))
-      tx.objectStore(CURSORS).delete(topic)
+      deleteTopicDocs(tx.objectStore(DOCS), topic, () => tx.objectStore(CURSORS).delete(topic))
       await done(tx)
     },
     close: async () => (await opening).close()
