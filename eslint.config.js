@@ -38,10 +38,10 @@ const restrictions = {
   "lightning": [sqlOf("runtime-core"), sqlOf("control-core"), whole(["khala-core", "khala-client"], "Lightning does not use Khala.")]
 }
 
-const nodeOnly = {
-  group: ["node:*", "fs", "fs/**", "path", "os", "net", "http", "https", "crypto", "stream", "child_process", "ws"],
-  message: "The khala-client browser entry must not import Node-only modules; put Node code under src/node/."
-}
+const nodeOnlyMessage = "The khala-client browser entry must not import Node-only modules; put Node code under src/node/."
+const nodeOnly = { group: ["node:*"], message: nodeOnlyMessage }
+// Bare builtin names are matched exactly (a gitignore-style pattern "stream" would also match "effect/Stream").
+const nodeOnlyPaths = ["fs", "fs/promises", "path", "os", "net", "http", "https", "crypto", "stream", "child_process", "ws"].map((name) => ({ name, message: nodeOnlyMessage }))
 
 const boundaryConfigs = Object.entries(restrictions).flatMap(([pkg, groups]) => {
   const dir = pkg === "proto" ? "proto" : `packages/${pkg}`
@@ -54,7 +54,7 @@ const boundaryConfigs = Object.entries(restrictions).flatMap(([pkg, groups]) => 
     {
       files: [`${dir}/src/**/*.ts`],
       ignores: [`${dir}/src/node/**`],
-      rules: { "no-restricted-imports": ["error", { patterns: [srcInternals, ...groups, nodeOnly] }] }
+      rules: { "no-restricted-imports": ["error", { paths: nodeOnlyPaths, patterns: [srcInternals, ...groups, nodeOnly] }] }
     }
   ]
 })
