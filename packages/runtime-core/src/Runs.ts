@@ -9,7 +9,7 @@
 // lock serialises appends per run, so seqs are dense and the chain is linear under concurrency.
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Checkpoints, Journal, Publisher, ReadModels } from "@openagents/khala-core"
+import { Checkpoints, type Journal, Publisher, ReadModels } from "@openagents/khala-core"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"

@@ -1,7 +1,7 @@
 import { Checkpoints, Journal, Notifier, Publisher, ReadModels, SqlStorage } from "@openagents/khala-core"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import * as Effect from "effect/Effect"
+import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { migrate } from "../src/migrations.js"
 import * as Runs from "../src/Runs.js"
