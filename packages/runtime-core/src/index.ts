@@ -1,2 +1,9 @@
-// @openagents/runtime-core — public surface. Modules are re-exported here as namespaces as they land.
-export {}
+// @openagents/runtime-core: the runtime authority — runs, Codex workers and their events,
+// projected into Khala in the same transaction.
+export * as Errors from "./Errors.js"
+export * as HashChain from "./HashChain.js"
+export * as Migrations from "./migrations.js"
+export * as Owners from "./Owners.js"
+export * as Projection from "./Projection.js"
+export * as Runs from "./Runs.js"
+export * as Workers from "./Workers.js"

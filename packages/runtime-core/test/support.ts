@@ -5,6 +5,7 @@ import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { migrate } from "../src/migrations.js"
 import * as Runs from "../src/Runs.js"
+import * as Workers from "../src/Workers.js"
 
 /** Khala (SQL) and the runtime's services over one SqlClient, migrated. */
 export const runtimeLayer = (sql: Layer.Layer<SqlClient.SqlClient, SqlError>) => {
@@ -13,7 +14,7 @@ export const runtimeLayer = (sql: Layer.Layer<SqlClient.SqlClient, SqlError>) =>
     Layer.provideMerge(SqlStorage.layerStorage)
   )
   const migrated = Layer.effectDiscard(migrate).pipe(Layer.provideMerge(khala))
-  return Runs.layer.pipe(Layer.provideMerge(migrated), Layer.provideMerge(sql))
+  return Layer.mergeAll(Runs.layer, Workers.layer).pipe(Layer.provideMerge(migrated), Layer.provideMerge(sql))
 }
 
 export const run = <A, E, R>(effect: Effect.Effect<A, E, R>) => effect
