@@ -45,7 +45,7 @@ const liteKind = (field: DescMessage["fields"][number]): string => {
   }
   return scalarName(field.scalar)
 }
-const scalarName = (scalar: number) => ({ 9: "string", 12: "bytes", 8: "bool", 13: "uint32", 4: "uint64", 3: "int64" } as Record<number, string>)[scalar] ?? `scalar${scalar}`
+const scalarName = (scalar: number | undefined) => ({ 9: "string", 12: "bytes", 8: "bool", 13: "uint32", 4: "uint64", 3: "int64" } as Record<number, string>)[scalar ?? -1] ?? `scalar${scalar}`
 
 const liteFields = (desc: any) =>
   desc.fields.map((x: any) => {
