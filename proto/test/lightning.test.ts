@@ -333,7 +333,7 @@ describe("openagents.lightning.v1 wallet executor and L402 buyer", () => {
         value: {
           requestId: "pay_1",
           walletId: "wallet_main",
-          payment: { paymentId: "spark_pay_1", amountMsats: MAX_U64, preimageHex: "ab".repeat(32), paidAtMs: T0 },
+          payment: { paymentId: "spark_pay_1", amountMsats: MAX_U64, preimageHex: "ab".repeat(32), paidAtMs: T0, feeMsats: 1000n, paymentHash: "cd".repeat(32) },
           quotedAmountMsats: MAX_U64,
           windowSpendMsatsAfterPayment: BEYOND_2_53,
           idempotentReplay: true
@@ -347,6 +347,8 @@ describe("openagents.lightning.v1 wallet executor and L402 buyer", () => {
     expect(json.result!.idempotentReplay).toBe(true)
     expect(json.result!.payment!.amountMsats).toBe("18446744073709551615")
     expect(json.result!.windowSpendMsatsAfterPayment).toBe("9007199254740993")
+    expect(json.result!.payment!.feeMsats).toBe("1000")
+    expect(json.result!.payment!.paymentHash).toBe("cd".repeat(32))
     expect(equals(PayBolt11ResponseSchema, paid, fromJson(PayBolt11ResponseSchema, json))).toBe(true)
 
     const denied = create(PayBolt11ResponseSchema, {
@@ -388,7 +390,15 @@ describe("openagents.lightning.v1 wallet executor and L402 buyer", () => {
       "config_error",
       "secret_error",
       "internal_error",
-      "idempotency_conflict"
+      "idempotency_conflict",
+      "duplicate_payment",
+      "invoice_malformed",
+      "invoice_signature_invalid",
+      "invoice_missing_payment_secret",
+      "invoice_unknown_required_feature",
+      "invoice_network_mismatch",
+      "invoice_expired",
+      "invoice_amount_missing"
     ]
     for (const code of codes) expect(WalletErrorCode[code.toUpperCase() as keyof typeof WalletErrorCode]).toBeGreaterThan(0)
   })
@@ -415,7 +425,9 @@ describe("openagents.lightning.v1 wallet executor and L402 buyer", () => {
         lastPaymentAtMs: T0,
         lastErrorCode: WalletErrorCode.PAYMENT_PENDING,
         lastErrorMessage: "timed out",
-        updatedAtMs: T0
+        updatedAtMs: T0,
+        windowSpendMsats: BEYOND_2_53,
+        pendingPaymentsCount: 1
       }
     })
     const back = fromBinary(WalletExecutorStatusResponseSchema, toBinary(WalletExecutorStatusResponseSchema, status))
@@ -423,6 +435,8 @@ describe("openagents.lightning.v1 wallet executor and L402 buyer", () => {
     const json = toJson(WalletExecutorStatusResponseSchema, status)
     expect(json.status!.lifecycle).toBe("WALLET_EXECUTOR_LIFECYCLE_CONNECTED")
     expect(json.status!.requestCapMsats).toBe("200000")
+    expect(json.status!.windowSpendMsats).toBe("9007199254740993")
+    expect(json.status!.pendingPaymentsCount).toBe(1)
     expect(equals(WalletExecutorStatusResponseSchema, status, fromJson(WalletExecutorStatusResponseSchema, json))).toBe(true)
   })
 

@@ -1,0 +1,168 @@
+// The control plane as lightning-ops sees it: the port through which the reconciler reads paywall
+// policy and security state and records deployment intents, gateway events, invoices and
+// settlements. The control plane (control-core) owns that state; Lightning never touches its
+// tables. Adapters: `controlPlane/memory.ts` (tests, development) and `controlPlane/http.ts`
+// (the upstream internal JSON API, UPSTREAM_SPEC §3.4).
+//
+// The domain types are Effect Schemas of the upstream JSON (lowerCamelCase, msat amounts as
+// numbers, times as Unix ms), the same shapes the proto contracts in
+// openagents/lightning/v1/control_plane.proto describe.
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import type * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+
+export const PaywallStatus = Schema.Literal("active", "paused", "archived")
+export type PaywallStatus = typeof PaywallStatus.Type
+
+export const PaywallPolicy = Schema.Struct({
+  paywallId: Schema.String,
+  ownerId: Schema.String,
+  pricingMode: Schema.String,
+  fixedAmountMsats: Schema.Number,
+  maxPerRequestMsats: Schema.optional(Schema.Number),
+  allowedHosts: Schema.optional(Schema.Array(Schema.String)),
+  blockedHosts: Schema.optional(Schema.Array(Schema.String)),
+  quotaPerMinute: Schema.optional(Schema.Number),
+  quotaPerDay: Schema.optional(Schema.Number),
+  killSwitch: Schema.optionalWith(Schema.Boolean, { default: () => false })
+})
+export type PaywallPolicy = typeof PaywallPolicy.Type
+
+export const PaywallRoute = Schema.Struct({
+  routeId: Schema.String,
+  hostPattern: Schema.String,
+  pathPattern: Schema.String,
+  upstreamUrl: Schema.String,
+  /** "http" | "https"; missing is a compile diagnostic. */
+  protocol: Schema.optional(Schema.String),
+  timeoutMs: Schema.optional(Schema.Number),
+  priority: Schema.optional(Schema.Number)
+})
+export type PaywallRoute = typeof PaywallRoute.Type
+
+export const Paywall = Schema.Struct({
+  paywallId: Schema.String,
+  ownerId: Schema.String,
+  name: Schema.String,
+  status: PaywallStatus,
+  createdAtMs: Schema.optionalWith(Schema.Number, { default: () => 0 }),
+  updatedAtMs: Schema.optionalWith(Schema.Number, { default: () => 0 }),
+  policy: PaywallPolicy,
+  routes: Schema.Array(PaywallRoute)
+})
+export type Paywall = typeof Paywall.Type
+
+export const SecurityGlobal = Schema.Struct({
+  globalPause: Schema.Boolean,
+  denyReasonCode: Schema.optional(Schema.NullOr(Schema.String)),
+  denyReason: Schema.optional(Schema.NullOr(Schema.String)),
+  updatedBy: Schema.optional(Schema.NullOr(Schema.String)),
+  updatedAtMs: Schema.optional(Schema.NullOr(Schema.Number))
+})
+
+export const OwnerControl = Schema.Struct({
+  ownerId: Schema.String,
+  killSwitch: Schema.Boolean,
+  denyReasonCode: Schema.optional(Schema.NullOr(Schema.String)),
+  denyReason: Schema.optional(Schema.NullOr(Schema.String)),
+  updatedAtMs: Schema.optional(Schema.NullOr(Schema.Number))
+})
+
+export const SecurityState = Schema.Struct({
+  global: SecurityGlobal,
+  ownerControls: Schema.Array(OwnerControl)
+})
+export type SecurityState = typeof SecurityState.Type
+
+export type DeploymentStatus = "pending" | "applied" | "failed" | "rolled_back"
+
+export interface DeploymentIntent {
+  readonly deploymentId: string
+  readonly configHash: string
+  readonly status: DeploymentStatus
+  readonly paywallId?: string | undefined
+  readonly ownerId?: string | undefined
+  readonly imageDigest?: string | undefined
+  readonly diagnostics?: ReadonlyArray<unknown> | undefined
+  readonly metadata?: Readonly<Record<string, unknown>> | undefined
+  readonly requestId?: string | undefined
+  readonly appliedAtMs?: number | undefined
+  readonly rolledBackFrom?: string | undefined
+}
+
+export type EventLevel = "info" | "warn" | "error"
+
+export interface GatewayEvent {
+  readonly paywallId: string
+  readonly ownerId: string
+  readonly eventType: string
+  readonly level: EventLevel
+  readonly requestId?: string | undefined
+  readonly deploymentId?: string | undefined
+  readonly configHash?: string | undefined
+  readonly executionPath?: string | undefined
+  readonly metadata?: Readonly<Record<string, unknown>> | undefined
+}
+
+export type InvoiceStatus = "open" | "settled" | "canceled" | "expired"
+
+export interface InvoiceLifecycle {
+  readonly invoiceId: string
+  readonly paywallId: string
+  readonly ownerId: string
+  readonly amountMsats: number
+  readonly status: InvoiceStatus
+  readonly paymentHash?: string | undefined
+  readonly paymentRequest?: string | undefined
+  readonly paymentProofRef?: string | undefined
+  readonly requestId?: string | undefined
+  readonly settledAtMs?: number | undefined
+}
+
+export interface Settlement {
+  readonly settlementId: string
+  readonly paywallId: string
+  readonly ownerId: string
+  readonly invoiceId?: string | undefined
+  readonly amountMsats: number
+  readonly paymentProofType: "lightning_preimage"
+  /** Hex preimage (normalised to lower case). */
+  readonly paymentProofValue: string
+  readonly requestId?: string | undefined
+  readonly metadata?: Readonly<Record<string, unknown>> | undefined
+}
+
+export type ControlPlaneErrorCode =
+  | "ops_secret_unconfigured"
+  | "invalid_ops_secret"
+  | "unsupported_function"
+  | "invalid_arguments"
+  | "control_plane_unavailable"
+  | "bad_response"
+
+export class ControlPlaneError extends Data.TaggedError("ControlPlaneError")<{
+  readonly code: ControlPlaneErrorCode
+  readonly message: string
+  readonly functionName: string
+}> {}
+
+export interface ControlPlaneService {
+  /** `lightning/ops:listPaywallControlPlaneState` (statuses default to active and paused). */
+  readonly listPaywallsForCompile: (statuses?: ReadonlyArray<PaywallStatus>) => Effect.Effect<ReadonlyArray<Paywall>, ControlPlaneError>
+  /** `lightning/security:getControlPlaneSecurityState`. */
+  readonly getSecurityState: Effect.Effect<SecurityState, ControlPlaneError>
+  /** `lightning/ops:recordGatewayCompileIntent` (upsert by deploymentId). */
+  readonly recordDeploymentIntent: (intent: DeploymentIntent) => Effect.Effect<DeploymentIntent, ControlPlaneError>
+  /** `lightning/ops:recordGatewayDeploymentEvent`. */
+  readonly recordGatewayEvent: (event: GatewayEvent) => Effect.Effect<GatewayEvent & { readonly eventId: string }, ControlPlaneError>
+  /** `lightning/settlements:ingestInvoiceLifecycle`. */
+  readonly ingestInvoiceLifecycle: (invoice: InvoiceLifecycle) => Effect.Effect<{ readonly changed: boolean; readonly invoice: InvoiceLifecycle }, ControlPlaneError>
+  /** `lightning/settlements:ingestSettlement` (idempotent by settlementId). */
+  readonly ingestSettlement: (settlement: Settlement) => Effect.Effect<{ readonly existed: boolean; readonly paymentProofRef: string }, ControlPlaneError>
+}
+
+export class ControlPlane extends Context.Tag("@openagents/lightning/ControlPlane")<ControlPlane, ControlPlaneService>() {}
+
+/** `lightning_preimage:<first 24 hex chars>`, the stored proof reference of a settlement. */
+export const paymentProofRef = (preimageHex: string): string => `lightning_preimage:${preimageHex.toLowerCase().slice(0, 24)}`

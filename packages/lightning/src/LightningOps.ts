@@ -1,0 +1,122 @@
+// lightning-ops as a service: the reconciler on an interval (or once), its configuration from the
+// environment (the upstream variable names, UPSTREAM_SPEC §4.1), metrics, and the last outcome
+// for health checks. Hosts wire the ports (ControlPlane, GatewayOps) and an HttpClient.
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as Config from "effect/Config"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
+import type { ControlPlane } from "./ControlPlane.js"
+import type { GatewayOps } from "./GatewayOps.js"
+import * as L402Buyer from "./L402Buyer.js"
+import * as Reconciler from "./Reconciler.js"
+
+export interface OpsConfig {
+  readonly controlPlane:
+    | { readonly mode: "api"; readonly baseUrl: string; readonly secret: Redacted.Redacted<string> }
+    | { readonly mode: "mock"; readonly paywallsPath: Option.Option<string> }
+  readonly gateway: { readonly baseUrl: string; readonly opsToken: Redacted.Redacted<string>; readonly healthPath: string }
+  readonly challengeUrl: Option.Option<string>
+  readonly proxyUrl: Option.Option<string>
+  readonly proxyAuthorization: Option.Option<Redacted.Redacted<string>>
+  /** Pay the smoke challenge through this wallet executor when no proxy Authorization is set. */
+  readonly smokePayer: Option.Option<{ readonly baseUrl: string; readonly token: Redacted.Redacted<string> }>
+  readonly intervalMs: number
+  readonly executionPath: string
+}
+
+const url = (name: string) =>
+  Config.string(name).pipe(Config.validate({ message: `${name} must be an http(s) URL`, validation: (u) => /^https?:\/\/[^/]+/.test(u) }))
+
+const token = (name: string) =>
+  Config.redacted(name).pipe(
+    Config.validate({
+      message: `${name} must be at least 16 characters without whitespace`,
+      validation: (t) => Redacted.value(t).length >= 16 && !/\s/.test(Redacted.value(t))
+    })
+  )
+
+const controlPlaneConfig = Effect.gen(function*() {
+  const mode = yield* Config.literal("api", "mock")("OA_LIGHTNING_OPS_CONTROL_PLANE_MODE").pipe(Config.withDefault("api" as const))
+  return mode === "api"
+    ? { mode, baseUrl: yield* url("OA_LIGHTNING_OPS_API_BASE_URL"), secret: yield* token("OA_LIGHTNING_OPS_SECRET") } as const
+    : { mode, paywallsPath: yield* Config.option(Config.string("OA_LIGHTNING_OPS_MOCK_PAYWALLS_PATH")) } as const
+})
+
+/** The settings from the environment (fails with a ConfigError naming the variable). */
+export const config = Effect.gen(function*() {
+  const controlPlane = yield* controlPlaneConfig
+  const rest = yield* Config.all({
+    gateway: Config.all({
+      baseUrl: url("OA_LIGHTNING_OPS_GATEWAY_BASE_URL"),
+      opsToken: token("OA_LIGHTNING_OPS_GATEWAY_OPS_TOKEN"),
+      healthPath: Config.string("OA_LIGHTNING_OPS_GATEWAY_HEALTH_PATH").pipe(
+        Config.withDefault("/healthz"),
+        Config.validate({ message: "OA_LIGHTNING_OPS_GATEWAY_HEALTH_PATH must start with /", validation: (p) => p.startsWith("/") })
+      )
+    }),
+    challengeUrl: Config.option(url("OA_LIGHTNING_OPS_CHALLENGE_URL")),
+    proxyUrl: Config.option(url("OA_LIGHTNING_OPS_PROXY_URL")),
+    proxyAuthorization: Config.option(Config.redacted("OA_LIGHTNING_OPS_PROXY_AUTHORIZATION_HEADER")),
+    smokePayer: Config.option(Config.all({ baseUrl: url("OA_LIGHTNING_OPS_WALLET_EXECUTOR_URL"), token: token("OA_LIGHTNING_OPS_WALLET_EXECUTOR_TOKEN") })),
+    intervalMs: Config.integer("OA_LIGHTNING_OPS_RECONCILE_INTERVAL_MS").pipe(
+      Config.withDefault(60_000),
+      Config.validate({ message: "OA_LIGHTNING_OPS_RECONCILE_INTERVAL_MS must be between 1000 and 86400000", validation: (n) => n >= 1_000 && n <= 86_400_000 })
+    ),
+    executionPath: Config.string("OA_LIGHTNING_OPS_EXECUTION_PATH").pipe(Config.withDefault("hosted-node"))
+  })
+  return { controlPlane, ...rest } satisfies OpsConfig
+})
+
+const runs = Metric.counter("lightning_ops_reconcile_total", { description: "Reconcile runs by outcome" })
+const lastApplied = Metric.gauge("lightning_ops_last_applied_timestamp_ms", { description: "When the last reconcile applied" })
+
+export interface OpsStatus {
+  readonly last: Option.Option<Reconciler.ReconcileOutcome>
+  readonly lastError: Option.Option<string>
+}
+
+export class OpsState extends Context.Tag("@openagents/lightning/OpsState")<OpsState, Ref.Ref<OpsStatus>>() {}
+
+/** One reconcile, counted and remembered. */
+export const runOnce = (cfg: OpsConfig) =>
+  Effect.gen(function*() {
+    const state = yield* OpsState
+    const payer = Option.isSome(cfg.smokePayer)
+      ? Option.some(yield* Effect.map(Layer.build(L402Buyer.walletExecutorPayer(cfg.smokePayer.value)), (c) => Context.get(c, L402Buyer.InvoicePayer)).pipe(Effect.scoped))
+      : Option.none()
+    const outcome = yield* Reconciler.reconcile({
+      executionPath: cfg.executionPath,
+      healthPath: cfg.gateway.healthPath,
+      ...Option.match(cfg.challengeUrl, { onNone: () => ({}), onSome: (challengeUrl) => ({ challengeUrl }) }),
+      ...Option.match(cfg.proxyUrl, { onNone: () => ({}), onSome: (proxyUrl) => ({ proxyUrl }) }),
+      ...Option.match(cfg.proxyAuthorization, { onNone: () => ({}), onSome: (proxyAuthorization) => ({ proxyAuthorization }) }),
+      ...Option.match(payer, { onNone: () => ({}), onSome: (proxyPayer) => ({ proxyPayer }) })
+    }).pipe(
+      Effect.tapError((e) => Ref.update(state, (s) => ({ ...s, lastError: Option.some(e.message) }))),
+      Effect.tapError(() => Metric.increment(Metric.tagged(runs, "status", "error")))
+    )
+    yield* Metric.increment(Metric.tagged(runs, "status", outcome.status))
+    if (outcome.status === "applied") yield* Metric.set(lastApplied, Date.now())
+    yield* Ref.set(state, { last: Option.some(outcome), lastError: Option.none() })
+    yield* Effect.logInfo(`reconcile ${outcome.requestId}: ${outcome.status}${outcome.failureCode ? ` (${outcome.failureCode})` : ""}${outcome.denyReason ? ` (${outcome.denyReason})` : ""}`)
+    return outcome
+  })
+
+export const stateLayer = Layer.effect(OpsState, Ref.make<OpsStatus>({ last: Option.none(), lastError: Option.none() }))
+
+/** Reconcile now, then every intervalMs, for the life of the layer (errors are logged, not fatal). */
+export const loop = (cfg: OpsConfig): Layer.Layer<never, never, ControlPlane | GatewayOps | HttpClient.HttpClient | OpsState> =>
+  Layer.scopedDiscard(
+    runOnce(cfg).pipe(
+      Effect.catchAll((e) => Effect.logError(`reconcile failed: ${e.message}`)),
+      Effect.repeat(Schedule.spaced(Duration.millis(cfg.intervalMs))),
+      Effect.forkScoped
+    )
+  )

@@ -1,0 +1,273 @@
+// The reconcile state machine of lightning-ops (UPSTREAM_SPEC §4.1), with security gates that
+// fail closed:
+//
+//   gate ── security state unreadable or global pause ──────────────────────────────▶ denied
+//     │  (owners with their kill switch on are left out of the compile)
+//   compile ── diagnostics ──▶ intent FAILED dep_compile_<req> (compile_validation_failed)
+//     │
+//   intent PENDING dep_reconcile_<req>
+//   lookup active ── error ──────────────────────────▶ FAILED (active_lookup_failed)
+//   deploy (skipped when the gateway already runs this configHash) ── error ─┐
+//   probe health (2xx) ───────────── error ─┤
+//   probe challenge (402 + token + invoice at the route's price) ── error ─┤
+//   probe proxy (2xx with a paid credential) ── error ─┤
+//     │                                        ▼
+//   intent APPLIED                  deployed over a previous deployment?
+//                                     yes: rollback ── ok ──▶ ROLLED_BACK (rolledBackFrom)
+//                                                   └─ error ─▶ FAILED (rollback_failed)
+//                                     no:  FAILED (<code>)
+//
+// Each probe that passes records `gateway_reconcile_{health,challenge,proxy}_ok`; a failure
+// records `gateway_reconcile_failed_<code>` or `gateway_reconcile_rolled_back`. Events carry the
+// deployment id, config hash and execution path (the upstream dropped them: [gap]).
+// `failurePlan` is the pure decision at the bottom of the diagram.
+import * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Redacted from "effect/Redacted"
+import * as Bolt11 from "./Bolt11.js"
+import type { CompiledRoute } from "./Compiler.js"
+import * as Compiler from "./Compiler.js"
+import type { DeploymentIntent, EventLevel, Paywall } from "./ControlPlane.js"
+import { ControlPlane } from "./ControlPlane.js"
+import type { Deployment } from "./Gateway.js"
+import { GatewayOps } from "./GatewayOps.js"
+import * as L402 from "./L402.js"
+import type { InvoicePayerService } from "./L402Buyer.js"
+
+export type FailureCode =
+  | "compile_validation_failed"
+  | "active_lookup_failed"
+  | "deploy_apply_failed"
+  | "health_check_failed"
+  | "challenge_check_failed"
+  | "proxy_check_failed"
+  | "rollback_failed"
+
+export type DenyReason = "global_pause_active" | "security_state_unavailable"
+
+export interface ReconcileOptions {
+  readonly requestId?: string
+  readonly executionPath?: string
+  readonly settings?: Compiler.ApertureSettings
+  readonly healthPath?: string
+  /** URL that must answer 402 (default: the first compiled route with a literal host and exact path). */
+  readonly challengeUrl?: string
+  /** URL that must answer 2xx with a paid credential (default: the challenge URL). */
+  readonly proxyUrl?: string
+  /** A ready credential for the proxy probe (`L402 <mac>:<preimage>`), e.g. a long-lived smoke token. */
+  readonly proxyAuthorization?: Redacted.Redacted<string>
+  /** Otherwise: pay the challenge for the proxy probe with this payer (costs the route's price). */
+  readonly proxyPayer?: InvoicePayerService
+}
+
+export interface ReconcileOutcome {
+  readonly status: "applied" | "failed" | "rolled_back" | "denied"
+  readonly requestId: string
+  readonly deploymentId: string | undefined
+  readonly configHash: string | undefined
+  readonly failureCode?: FailureCode
+  readonly denyReason?: DenyReason
+  readonly diagnostics?: ReadonlyArray<Compiler.Diagnostic>
+  readonly routes: number
+  /** The gateway already ran this configHash: nothing was deployed. */
+  readonly unchanged?: boolean
+  readonly message?: string
+}
+
+export class ReconcileError extends Data.TaggedError("ReconcileError")<{ readonly code: "control_plane_unavailable"; readonly message: string }> {}
+
+/** What to do after a failure following the pending intent. */
+export const failurePlan = (input: { readonly deployed: boolean; readonly previous: Deployment | null }): "rollback" | "fail" =>
+  input.deployed && input.previous !== null ? "rollback" : "fail"
+
+/** `dep_reconcile_<request id, sanitised, at most 90 chars>`. */
+export const deploymentIdOf = (requestId: string) => `dep_reconcile_${requestId.replace(/[^A-Za-z0-9_.:-]/g, "_").slice(0, 90)}`
+
+class StepFailed extends Data.TaggedError("StepFailed")<{ readonly code: FailureCode; readonly message: string }> {}
+
+/** The probe URL and Host header for a route (literal host, exact path), relative to the gateway. */
+export const probeTargetOf = (routes: ReadonlyArray<CompiledRoute>) => {
+  const route = routes.find((r) => r.hostKind === "literal" && r.pathKind === "exact")
+  return route === undefined ? undefined : { route, path: route.path, headers: { host: route.host } }
+}
+
+export const reconcile = (options: ReconcileOptions = {}) =>
+  Effect.gen(function*() {
+    const cp = yield* ControlPlane
+    const gateway = yield* GatewayOps
+    const requestId = options.requestId ?? `req_${crypto.randomUUID().replace(/-/g, "").slice(0, 20)}`
+    const executionPath = options.executionPath ?? "hosted-node"
+    const now = Effect.map(Clock.currentTimeMillis, Number)
+    const recordIntent = (intent: DeploymentIntent) =>
+      cp.recordDeploymentIntent({ ...intent, requestId }).pipe(
+        Effect.mapError((e) => new ReconcileError({ code: "control_plane_unavailable", message: `recording intent ${intent.deploymentId}: ${e.message}` }))
+      )
+    const event = (at: { paywallId: string; ownerId: string } | undefined, eventType: string, level: EventLevel, deploymentId: string | undefined, configHash: string | undefined, metadata: Record<string, unknown> = {}) =>
+      at === undefined ? Effect.void : cp.recordGatewayEvent({ ...at, eventType, level, requestId, deploymentId, configHash, executionPath, metadata }).pipe(
+        Effect.catchAll((e) => Effect.logWarning(`could not record gateway event ${eventType}: ${e.message}`)),
+        Effect.asVoid
+      )
+
+    // Gate: fail closed.
+    const security = yield* Effect.either(cp.getSecurityState)
+    if (Either.isLeft(security) || security.right.global.globalPause) {
+      const denyReason: DenyReason = Either.isLeft(security) ? "security_state_unavailable" : "global_pause_active"
+      yield* Effect.logWarning(`reconcile ${requestId} denied: ${denyReason}`)
+      if (Either.isRight(security)) {
+        yield* recordIntent({ deploymentId: `dep_denied_${requestId}`.slice(0, 64), configHash: "cfg_denied", status: "failed", metadata: { executionPath, denied: true, denyReasonCode: denyReason } })
+      }
+      return { status: "denied", requestId, deploymentId: undefined, configHash: undefined, denyReason, routes: 0 } satisfies ReconcileOutcome
+    }
+    const killed = new Set(security.right.ownerControls.filter((o) => o.killSwitch).map((o) => o.ownerId))
+
+    const listed = yield* cp.listPaywallsForCompile(["active", "paused"]).pipe(
+      Effect.mapError((e) => new ReconcileError({ code: "control_plane_unavailable", message: `listing paywalls: ${e.message}` }))
+    )
+    const paywalls: ReadonlyArray<Paywall> = listed.filter((p) => !killed.has(p.ownerId))
+    const compiled = Compiler.compile(paywalls, options.settings)
+    if (!compiled.ok) {
+      const deploymentId = `dep_compile_${requestId}`.slice(0, 64)
+      yield* recordIntent({
+        deploymentId,
+        configHash: compiled.configHash,
+        status: "failed",
+        diagnostics: compiled.diagnostics,
+        metadata: { executionPath, failure: { code: "compile_validation_failed", diagnostics: compiled.diagnostics.length } }
+      })
+      const first = paywalls[0]
+      yield* event(first === undefined ? undefined : first, "gateway_reconcile_failed_compile_validation_failed", "error", deploymentId, compiled.configHash, {
+        diagnostics: compiled.diagnostics.map((d) => d.code)
+      })
+      return {
+        status: "failed",
+        requestId,
+        deploymentId,
+        configHash: compiled.configHash,
+        failureCode: "compile_validation_failed",
+        diagnostics: compiled.diagnostics,
+        routes: 0
+      } satisfies ReconcileOutcome
+    }
+
+    const deploymentId = deploymentIdOf(requestId)
+    const configHash = compiled.configHash
+    const firstRoute = compiled.routes[0]!
+    const at = { paywallId: firstRoute.paywallId, ownerId: firstRoute.ownerId }
+    const progress = { healthOk: false, challengeOk: false, proxyOk: false }
+    const metadata = (extra: Record<string, unknown> = {}) => ({
+      executionPath,
+      correlation: { requestId, deploymentId, configHash, paritySchemaVersion: "l402_run_artifact_v1", parityKeys: ["requestId", "deploymentId", "configHash"] },
+      progress: { ...progress },
+      ...extra
+    })
+    yield* recordIntent({ deploymentId, configHash, status: "pending", paywallId: at.paywallId, ownerId: at.ownerId, metadata: metadata() })
+
+    let previous: Deployment | null = null
+    let deployed = false
+    let unchanged = false
+    let imageDigest: string | undefined
+
+    const steps = Effect.gen(function*() {
+      previous = yield* gateway.activeDeployment.pipe(Effect.mapError((e) => new StepFailed({ code: "active_lookup_failed", message: e.message })))
+      if (previous?.configHash === configHash) {
+        unchanged = true
+        imageDigest = previous.imageDigest
+      } else {
+        const applied = yield* gateway.deploy({ requestId, deploymentId, configHash, apertureYaml: compiled.apertureYaml, routes: compiled.routes }).pipe(
+          Effect.mapError((e) => new StepFailed({ code: "deploy_apply_failed", message: e.message }))
+        )
+        deployed = true
+        imageDigest = applied.imageDigest
+      }
+
+      const health = yield* gateway.probe(options.healthPath ?? "/healthz").pipe(Effect.mapError((e) => new StepFailed({ code: "health_check_failed", message: e.message })))
+      if (health.status < 200 || health.status >= 300) return yield* Effect.fail(new StepFailed({ code: "health_check_failed", message: `health answered ${health.status}` }))
+      progress.healthOk = true
+      yield* event(at, "gateway_reconcile_health_ok", "info", deploymentId, configHash)
+
+      const target = probeTargetOf(compiled.routes)
+      const challengeUrl = options.challengeUrl ?? target?.path
+      if (challengeUrl === undefined) return yield* Effect.fail(new StepFailed({ code: "challenge_check_failed", message: "no challenge URL configured and no literal-host exact-path route to probe" }))
+      const probeHeaders = options.challengeUrl === undefined ? target?.headers ?? {} : {}
+      const challenged = yield* gateway.probe(challengeUrl, probeHeaders).pipe(Effect.mapError((e) => new StepFailed({ code: "challenge_check_failed", message: e.message })))
+      if (challenged.status !== 402) return yield* Effect.fail(new StepFailed({ code: "challenge_check_failed", message: `challenge answered ${challenged.status}, not 402` }))
+      const challenge = yield* L402.parseChallenge(challenged.headers["www-authenticate"] ?? "").pipe(
+        Either.mapLeft((e) => new StepFailed({ code: "challenge_check_failed", message: `challenge: ${e.reason}` }))
+      )
+      const invoice = yield* Bolt11.decode(challenge.invoice).pipe(Either.mapLeft((e) => new StepFailed({ code: "challenge_check_failed", message: `challenge invoice: ${e.message}` })))
+      const identifier = yield* L402.inspect(challenge.macaroon).pipe(Either.mapLeft((e) => new StepFailed({ code: "challenge_check_failed", message: `challenge token: ${e.reason}` })))
+      if (identifier.paymentHash !== invoice.paymentHash) return yield* Effect.fail(new StepFailed({ code: "challenge_check_failed", message: "the token is not for the invoice" }))
+      if (options.challengeUrl === undefined && target !== undefined && invoice.amountMsats !== BigInt(target.route.priceMsats)) {
+        return yield* Effect.fail(new StepFailed({ code: "challenge_check_failed", message: `the invoice asks ${invoice.amountMsats} msat, the route costs ${target.route.priceMsats}` }))
+      }
+      progress.challengeOk = true
+      yield* event(at, "gateway_reconcile_challenge_ok", "info", deploymentId, configHash)
+
+      let authorization: string | undefined = options.proxyAuthorization === undefined ? undefined : Redacted.value(options.proxyAuthorization)
+      if (authorization === undefined && options.proxyPayer !== undefined) {
+        const paid = yield* options.proxyPayer.payInvoice({
+          invoice: challenge.invoice,
+          maxAmountMsats: invoice.amountMsats ?? 0n,
+          host: target?.route.host ?? new URL(challengeUrl, "http://gateway").host,
+          requestId: `l402:${invoice.paymentHash}`
+        }).pipe(Effect.mapError((e) => new StepFailed({ code: "proxy_check_failed", message: `paying the smoke challenge: ${e.code}: ${e.message}` })))
+        authorization = L402.authorizationHeader(challenge.macaroon, paid.preimageHex)
+      }
+      if (authorization === undefined) return yield* Effect.fail(new StepFailed({ code: "proxy_check_failed", message: "no proxy credential: configure a smoke Authorization or a payer" }))
+      const proxyUrl = options.proxyUrl ?? challengeUrl
+      const proxyHeaders = options.proxyUrl === undefined ? probeHeaders : {}
+      const proxied = yield* gateway.probe(proxyUrl, { ...proxyHeaders, authorization }).pipe(Effect.mapError((e) => new StepFailed({ code: "proxy_check_failed", message: e.message })))
+      if (proxied.status < 200 || proxied.status >= 300) return yield* Effect.fail(new StepFailed({ code: "proxy_check_failed", message: `proxy answered ${proxied.status}` }))
+      progress.proxyOk = true
+      yield* event(at, "gateway_reconcile_proxy_ok", "info", deploymentId, configHash)
+    })
+
+    const result = yield* Effect.either(steps)
+    if (Either.isRight(result)) {
+      const appliedAtMs = yield* now
+      yield* recordIntent({ deploymentId, configHash, status: "applied", paywallId: at.paywallId, ownerId: at.ownerId, appliedAtMs, imageDigest, metadata: metadata({ unchanged }) })
+      return { status: "applied", requestId, deploymentId, configHash, routes: compiled.routes.length, unchanged } satisfies ReconcileOutcome
+    }
+
+    const failure = result.left
+    const prior = previous as Deployment | null
+    if (failurePlan({ deployed, previous: prior }) === "rollback" && prior !== null) {
+      const rolled = yield* Effect.either(gateway.rollback({ requestId, deploymentId: prior.deploymentId }))
+      if (Either.isRight(rolled)) {
+        yield* recordIntent({
+          deploymentId,
+          configHash,
+          status: "rolled_back",
+          paywallId: at.paywallId,
+          ownerId: at.ownerId,
+          rolledBackFrom: deploymentId,
+          metadata: metadata({ failure: { code: failure.code, message: failure.message }, rollback: { to: prior.deploymentId, configHash: prior.configHash } })
+        })
+        yield* event(at, "gateway_reconcile_rolled_back", "warn", deploymentId, configHash, { failureCode: failure.code, rolledBackTo: prior.deploymentId })
+        return { status: "rolled_back", requestId, deploymentId, configHash, failureCode: failure.code, routes: compiled.routes.length, message: failure.message } satisfies ReconcileOutcome
+      }
+      yield* recordIntent({
+        deploymentId,
+        configHash,
+        status: "failed",
+        paywallId: at.paywallId,
+        ownerId: at.ownerId,
+        metadata: metadata({ failure: { code: "rollback_failed", message: rolled.left.message, cause: failure.code } })
+      })
+      yield* event(at, "gateway_reconcile_failed_rollback_failed", "error", deploymentId, configHash, { cause: failure.code })
+      return { status: "failed", requestId, deploymentId, configHash, failureCode: "rollback_failed", routes: compiled.routes.length, message: rolled.left.message } satisfies ReconcileOutcome
+    }
+    yield* recordIntent({
+      deploymentId,
+      configHash,
+      status: "failed",
+      paywallId: at.paywallId,
+      ownerId: at.ownerId,
+      metadata: metadata({ failure: { code: failure.code, message: failure.message } })
+    })
+    yield* event(at, `gateway_reconcile_failed_${failure.code}`, "error", deploymentId, configHash, { message: failure.message })
+    return { status: "failed", requestId, deploymentId, configHash, failureCode: failure.code, routes: compiled.routes.length, message: failure.message } satisfies ReconcileOutcome
+  })
+

@@ -1,0 +1,100 @@
+// The compiler against golden files (Aperture YAML, route table, diagnostics), plus determinism,
+// each diagnostic code, first-match order and the config hash. Regenerate the golden files with
+// UPDATE_GOLDEN=1 after an intended change, and review the diff.
+import { Compiler, ControlPlane } from "@openagents/lightning"
+import * as Schema from "effect/Schema"
+import fc from "fast-check"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { describe, expect, it } from "vitest"
+
+const dir = fileURLToPath(new URL("./golden", import.meta.url))
+const load = (name: string) =>
+  Schema.decodeUnknownSync(Schema.Struct({ paywalls: Schema.Array(ControlPlane.Paywall) }))(JSON.parse(readFileSync(join(dir, `${name}.input.json`), "utf8"))).paywalls
+
+const golden = (file: string, actual: string) => {
+  const path = join(dir, file)
+  if (process.env["UPDATE_GOLDEN"] === "1" || !existsSync(path)) writeFileSync(path, actual)
+  expect(actual).toBe(readFileSync(path, "utf8"))
+}
+
+const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`
+
+describe("compiler golden files", () => {
+  it("basic: active paywalls → Aperture services in first-match order, route table, config hash", () => {
+    const result = Compiler.compile(load("basic"))
+    expect(result.ok).toBe(true)
+    if (!result.ok) return
+    golden("basic.aperture.yaml", result.apertureYaml)
+    golden("basic.routes.json", json({ configHash: result.configHash, routes: result.routes }))
+    expect(result.routes.map((r) => r.id)).toEqual([
+      "pw_weather:route_today", // priority 0
+      "pw_signal:route_items", // priority 5, literal host
+      "pw_signal:route_premium", // priority 5, wildcard host
+      "pw_weather:route_all" // priority 10
+    ])
+    expect(result.apertureYaml).not.toMatch(/pw_paused|pw_killed/)
+    expect(result.apertureYaml).toContain("price: 70\n")
+  })
+
+  it("diagnostics: every code, with paywall and route ids", () => {
+    const result = Compiler.compile(load("diagnostics"))
+    expect(result.ok).toBe(false)
+    golden("diagnostics.json", json(result))
+    const codes = new Set(result.diagnostics.map((d) => d.code))
+    for (const code of [
+      "invalid_pricing_mode", "missing_pricing", "price_not_whole_sats", "invalid_route_pattern", "invalid_upstream_url",
+      "missing_route_protocol", "duplicate_route", "ambiguous_route", "first_match_shadowed"
+    ] as const) expect(codes, code).toContain(code)
+    expect(result.configHash).toBe(Compiler.snapshotHash(load("diagnostics")))
+  })
+
+  it("no_compilable_routes when nothing is active", () => {
+    const result = Compiler.compile(load("empty"))
+    golden("empty.diagnostics.json", json(result))
+    expect(result.diagnostics.map((d) => d.code)).toEqual(["no_compilable_routes"])
+  })
+})
+
+describe("compiler", () => {
+  const base = load("basic")
+
+  it("is deterministic: any order of paywalls and routes gives byte-identical output", () => {
+    const reference = Compiler.compile(base)
+    fc.assert(fc.property(fc.shuffledSubarray([...base], { minLength: base.length }), fc.integer(), (shuffled, seed) => {
+      const withShuffledRoutes = shuffled.map((p) => ({ ...p, routes: seed % 2 === 0 ? [...p.routes].reverse() : p.routes }))
+      const result = Compiler.compile(withShuffledRoutes)
+      expect(result.configHash).toBe(reference.configHash)
+      expect(result.ok && result.apertureYaml).toBe(reference.ok && reference.apertureYaml)
+    }))
+  })
+
+  it("changes the config hash when anything served changes (price, upstream timeout)", () => {
+    const reference = Compiler.compile(base).configHash
+    const repriced = base.map((p) => p.paywallId === "pw_weather" ? { ...p, policy: { ...p.policy, fixedAmountMsats: 22_000 } } : p)
+    expect(Compiler.compile(repriced).configHash).not.toBe(reference)
+    const retimed = base.map((p) => p.paywallId === "pw_weather" ? { ...p, routes: p.routes.map((r) => ({ ...r, timeoutMs: 1 })) } : p)
+    expect(Compiler.compile(retimed).configHash).not.toBe(reference)
+  })
+
+  it("matches requests as Aperture would: first matching service in order, host with or without port", () => {
+    const result = Compiler.compile(base)
+    if (!result.ok) throw new Error("expected a compile")
+    expect(Compiler.match(result.routes, "api.example.com", "/weather/today")?.id).toBe("pw_weather:route_today")
+    expect(Compiler.match(result.routes, "API.example.com:8081", "/weather/tomorrow")?.id).toBe("pw_weather:route_all")
+    expect(Compiler.match(result.routes, "l402.openagents.com", "/items/42")?.id).toBe("pw_signal:route_items")
+    expect(Compiler.match(result.routes, "l402.openagents.com", "/items/x")).toBeUndefined()
+    expect(Compiler.match(result.routes, "x.openagents.com", "/ep212/premium-signal")?.id).toBe("pw_signal:route_premium")
+    expect(Compiler.match(result.routes, "openagents.com", "/ep212/premium-signal")).toBeUndefined()
+    expect(Compiler.match(result.routes, "api.example.com", "/other")).toBeUndefined()
+  })
+
+  it("classifies and normalises patterns", () => {
+    expect(["/", "/*", "/a/*", "/a/[0-9]+", "/a/*/b", "/a/b"].map(Compiler.pathKindOf)).toEqual(["catchall", "catchall", "prefix", "regex", "regex", "exact"])
+    expect(["*", "*.a.com", "a.com"].map(Compiler.hostKindOf)).toEqual(["any", "wildcard", "literal"])
+    expect(Compiler.normalisePath("  ")).toBe("/")
+    expect(Compiler.normalisePath("x/y")).toBe("/x/y")
+    expect(Compiler.normaliseHost(" A.COM ")).toBe("a.com")
+  })
+})

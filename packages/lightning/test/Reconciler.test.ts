@@ -1,0 +1,186 @@
+// The reconcile state machine against the reference gateway over real HTTP (LND simulator for
+// invoices and payments, an upstream server, the in-memory control plane): applied, unchanged,
+// compile failure, security gates, and every rollback path. Then the end to end through the
+// reconciled gateway: buyer → 402 → wallet executor → simulator → preimage → gateway → upstream.
+import { describe, expect, it } from "@effect/vitest"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import type { ControlPlane } from "@openagents/lightning"
+import {
+  Gateway, GatewayOps, L402, L402Buyer, LndRest, LndSimulator, MemoryControlPlane, MemoryLedger, Reconciler, WalletExecutor, WalletExecutorHttp
+} from "@openagents/lightning"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import { serve } from "./support.js"
+
+const OPS = Redacted.make("ops-token-0123456789abcdef")
+const EXEC = "exec-token-0123456789abcdef"
+
+const paywall = (id: string, ownerId: string, upstream: string, path: string, priceMsats = 21_000): ControlPlane.Paywall => ({
+  paywallId: id,
+  ownerId,
+  name: id,
+  status: "active",
+  createdAtMs: 0,
+  updatedAtMs: 0,
+  policy: { paywallId: id, ownerId, pricingMode: "fixed", fixedAmountMsats: priceMsats, killSwitch: false },
+  routes: [{ routeId: `route_${id}`, hostPattern: "127.0.0.1", pathPattern: path, upstreamUrl: upstream, protocol: "http", timeoutMs: 5_000 }]
+})
+
+const world = Effect.gen(function*() {
+  const network = yield* LndSimulator.makeNetwork()
+  const walletNode = network.addNode({ alias: "wallet", balanceMsat: 5_000_000n })
+  const gatewayNode = network.addNode({ alias: "gateway", balanceMsat: 0n })
+  const lnd = (node: LndSimulator.SimNode, macaroon: string) =>
+    Effect.map(serve(LndSimulator.router(node)), (url) => LndRest.layer({ baseUrl: url, macaroon: Redacted.make(macaroon) }).pipe(Layer.provide(NodeHttpClient.layer)))
+  const walletLnd = yield* lnd(walletNode, walletNode.macaroons.admin)
+  const gatewayLnd = yield* lnd(gatewayNode, gatewayNode.macaroons.invoice)
+
+  let upstreamFails = false
+  const upstream = Effect.map(HttpServerRequest.HttpServerRequest, (r) =>
+    upstreamFails
+      ? HttpServerResponse.text("broken", { status: 500 })
+      : HttpServerResponse.unsafeJson({ upstream: true, url: r.url, paywall: r.headers["x-oa-paywall-id"] }))
+  const upstreamUrl = yield* serve(HttpRouter.empty.pipe(HttpRouter.all("*", upstream)))
+
+  const gatewayContext = yield* Layer.build(Layer.mergeAll(gatewayLnd, L402.derivedSecrets(Redacted.make(new TextEncoder().encode("gateway root secret"))), NodeHttpClient.layer))
+  const gateway = yield* Gateway.make({ opsToken: OPS, imageDigest: "sha256:reference" }).pipe(Effect.provide(gatewayContext))
+  let healthy = true
+  const app = HttpRouter.concat(
+    HttpRouter.empty.pipe(HttpRouter.get("/healthz", Effect.sync(() => HttpServerResponse.text(healthy ? "ok" : "down", { status: healthy ? 200 : 503 })))),
+    gateway.router
+  ).pipe(Effect.provide(gatewayContext))
+  const gatewayUrl = yield* serve(app)
+
+  const cp = MemoryControlPlane.make({ paywalls: [paywall("pw_a", "owner_1", upstreamUrl, "/paid/a")] })
+  const payer = yield* L402Buyer.lndPayer({ feeLimitMsats: 1_000n }).pipe(Layer.build, Effect.provide(walletLnd), Effect.map((c) => c.unsafeMap.get(L402Buyer.InvoicePayer.key) as L402Buyer.InvoicePayerService))
+  const opsLayer = GatewayOps.layerHttp({ baseUrl: gatewayUrl, opsToken: OPS }).pipe(Layer.provide(NodeHttpClient.layer))
+  const run = (options: Reconciler.ReconcileOptions = {}, ops: Layer.Layer<GatewayOps.GatewayOps> = opsLayer) =>
+    Reconciler.reconcile({ proxyPayer: payer, ...options }).pipe(Effect.provide(Layer.merge(MemoryControlPlane.layer(cp), ops)))
+  return {
+    cp, gateway, gatewayUrl, upstreamUrl, walletNode, gatewayNode, walletLnd, run, opsLayer,
+    setUpstreamFails: (v: boolean) => void (upstreamFails = v),
+    setHealthy: (v: boolean) => void (healthy = v)
+  }
+})
+
+/** A GatewayOps that behaves like `base` except for the overridden operations. */
+const scripted = (base: Layer.Layer<GatewayOps.GatewayOps>, override: Partial<GatewayOps.GatewayOpsService>) =>
+  Layer.effect(GatewayOps.GatewayOps, Effect.map(GatewayOps.GatewayOps, (real) => ({ ...real, ...override }))).pipe(Layer.provide(base))
+
+const failing = (operation: string) => Effect.fail(new GatewayOps.GatewayOpsError({ operation, message: `${operation} refused (scripted)` }))
+
+describe("reconciler", () => {
+  it.scopedLive("applies: pending → deploy → health → 402 challenge → paid proxy → applied, with events; a rerun is unchanged", () =>
+    Effect.gen(function*() {
+      const { cp, gateway, run, walletNode } = yield* world
+      const outcome = yield* run({ requestId: "run-1" })
+      expect(outcome).toMatchObject({ status: "applied", deploymentId: "dep_reconcile_run-1", routes: 1, unchanged: false })
+      expect(cp.intentHistory().map((i) => i.status)).toEqual(["pending", "applied"])
+      expect(cp.intents()[0]).toMatchObject({ imageDigest: "sha256:reference", configHash: outcome.configHash })
+      expect(cp.events().map((e) => e.eventType)).toEqual(["gateway_reconcile_health_ok", "gateway_reconcile_challenge_ok", "gateway_reconcile_proxy_ok"])
+      expect(cp.events()[0]).toMatchObject({ deploymentId: "dep_reconcile_run-1", configHash: outcome.configHash, executionPath: "hosted-node", paywallId: "pw_a" })
+      expect((yield* gateway.current)?.configHash).toBe(outcome.configHash)
+      expect(walletNode.sendAttempts).toBe(1) // the smoke payment of the proxy probe
+      const again = yield* run({ requestId: "run-2" })
+      expect(again).toMatchObject({ status: "applied", unchanged: true, configHash: outcome.configHash })
+    }))
+
+  it.scopedLive("records a failed compile intent with its diagnostics and deploys nothing", () =>
+    Effect.gen(function*() {
+      const { cp, gateway, run, upstreamUrl } = yield* world
+      cp.setPaywalls([paywall("pw_bad", "owner_1", upstreamUrl, "/x", 1_500)])
+      const outcome = yield* run({ requestId: "bad" })
+      expect(outcome).toMatchObject({ status: "failed", failureCode: "compile_validation_failed", deploymentId: "dep_compile_bad" })
+      expect(cp.intents()[0]).toMatchObject({ status: "failed", deploymentId: "dep_compile_bad" })
+      expect((cp.intents()[0]!.diagnostics as Array<{ code: string }>).map((d) => d.code)).toEqual(["price_not_whole_sats", "no_compilable_routes"])
+      expect(cp.events().map((e) => e.eventType)).toEqual(["gateway_reconcile_failed_compile_validation_failed"])
+      expect(yield* gateway.current).toBeUndefined()
+    }))
+
+  it.scopedLive("security gates fail closed: global pause and an unreadable security state deny; an owner kill switch removes that owner", () =>
+    Effect.gen(function*() {
+      const { cp, gateway, run, upstreamUrl } = yield* world
+      cp.setGlobalPause(true, "incident")
+      expect(yield* run()).toMatchObject({ status: "denied", denyReason: "global_pause_active" })
+      cp.setGlobalPause(false)
+      cp.failNext("lightning/security:getControlPlaneSecurityState")
+      expect(yield* run()).toMatchObject({ status: "denied", denyReason: "security_state_unavailable" })
+      expect(yield* gateway.current).toBeUndefined()
+      cp.setPaywalls([paywall("pw_a", "owner_1", upstreamUrl, "/paid/a"), paywall("pw_b", "owner_2", upstreamUrl, "/paid/b")])
+      cp.setOwnerKillSwitch("owner_2", true)
+      const outcome = yield* run()
+      expect(outcome).toMatchObject({ status: "applied", routes: 1 })
+      expect((yield* gateway.current)?.routes.map((r) => r.paywallId)).toEqual(["pw_a"])
+      cp.setOwnerKillSwitch("owner_1", true)
+      expect(yield* run()).toMatchObject({ status: "failed", failureCode: "compile_validation_failed" })
+    }))
+
+  it.scopedLive("rolls back to the previous deployment when a probe fails after a deploy", () =>
+    Effect.gen(function*() {
+      const { cp, gateway, run, setUpstreamFails, upstreamUrl } = yield* world
+      const first = yield* run({ requestId: "good" })
+      cp.setPaywalls([paywall("pw_a", "owner_1", upstreamUrl, "/paid/a", 42_000)])
+      setUpstreamFails(true)
+      const outcome = yield* run({ requestId: "bad-upstream" })
+      expect(outcome).toMatchObject({ status: "rolled_back", failureCode: "proxy_check_failed", deploymentId: "dep_reconcile_bad-upstream" })
+      expect((yield* gateway.current)?.configHash).toBe(first.configHash)
+      const intent = cp.intents().find((i) => i.deploymentId === "dep_reconcile_bad-upstream")!
+      expect(intent).toMatchObject({ status: "rolled_back", rolledBackFrom: "dep_reconcile_bad-upstream" })
+      expect(intent.metadata).toMatchObject({ progress: { healthOk: true, challengeOk: true, proxyOk: false }, rollback: { to: "dep_reconcile_good" } })
+      expect(cp.events().at(-1)?.eventType).toBe("gateway_reconcile_rolled_back")
+    }))
+
+  it.scopedLive("fails without a rollback when there was nothing before (health check), and when the active lookup fails", () =>
+    Effect.gen(function*() {
+      const { cp, opsLayer, run, setHealthy } = yield* world
+      setHealthy(false)
+      expect(yield* run({ requestId: "h" })).toMatchObject({ status: "failed", failureCode: "health_check_failed" })
+      expect(cp.events().at(-1)?.eventType).toBe("gateway_reconcile_failed_health_check_failed")
+      setHealthy(true)
+      expect(yield* run({ requestId: "l" }, scripted(opsLayer, { activeDeployment: failing("active_lookup") }))).toMatchObject({
+        status: "failed",
+        failureCode: "active_lookup_failed"
+      })
+    }))
+
+  it.scopedLive("deploy refused → rolled back to the previous one; rollback refused → rollback_failed", () =>
+    Effect.gen(function*() {
+      const { cp, opsLayer, run, upstreamUrl } = yield* world
+      yield* run({ requestId: "base" })
+      cp.setPaywalls([paywall("pw_a", "owner_1", upstreamUrl, "/paid/a", 50_000)])
+      expect(yield* run({ requestId: "d" }, scripted(opsLayer, { deploy: () => failing("deploy") }))).toMatchObject({ status: "failed", failureCode: "deploy_apply_failed" })
+      const noRollback = scripted(opsLayer, { rollback: () => failing("rollback"), probe: (url, headers) => url === "/healthz" ? Effect.succeed({ status: 503, headers: {} }) : Effect.succeed({ status: 200, headers: headers ?? {} }) })
+      expect(yield* run({ requestId: "r" }, noRollback)).toMatchObject({ status: "failed", failureCode: "rollback_failed" })
+      expect(cp.intents().find((i) => i.deploymentId === "dep_reconcile_r")?.metadata).toMatchObject({ failure: { code: "rollback_failed", cause: "health_check_failed" } })
+      expect(Reconciler.failurePlan({ deployed: true, previous: null })).toBe("fail")
+      expect(Reconciler.failurePlan({ deployed: false, previous: { deploymentId: "x", configHash: "y" } })).toBe("fail")
+    }))
+})
+
+describe("end to end through the reconciled reference gateway", () => {
+  it.scopedLive("buyer → 402 → wallet executor pays through the simulator → preimage → gateway verifies → upstream 200", () =>
+    Effect.gen(function*() {
+      const { gatewayNode, gatewayUrl, run, walletLnd, walletNode } = yield* world
+      expect((yield* run({ requestId: "e2e" })).status).toBe("applied")
+      const executor = yield* Layer.build(
+        WalletExecutor.layer({ ...WalletExecutor.defaults, allowedHosts: ["127.0.0.1"], reconcileIntervalMs: 3_600_000 }).pipe(Layer.provide(Layer.merge(walletLnd, MemoryLedger.layer)))
+      )
+      const executorUrl = yield* serve(WalletExecutorHttp.router(Redacted.make(EXEC)).pipe(Effect.provide(executor)))
+      const buyer = yield* L402Buyer.make().pipe(Effect.provide(Layer.mergeAll(
+        L402Buyer.walletExecutorPayer({ baseUrl: executorUrl, token: Redacted.make(EXEC) }),
+        L402Buyer.memoryCache
+      ).pipe(Layer.provideMerge(NodeHttpClient.layer))))
+      const before = walletNode.sendAttempts
+      const { response, result } = yield* buyer.fetch(HttpClientRequest.get(`${gatewayUrl}/paid/a?q=1`))
+      expect(response.status).toBe(200)
+      expect(yield* response.json).toMatchObject({ upstream: true, url: "/paid/a?q=1", paywall: "pw_a" })
+      expect(result).toMatchObject({ paid: true, amountMsats: 21_000n })
+      expect(walletNode.sendAttempts).toBe(before + 1)
+      expect(gatewayNode.invoices().filter((i) => i.state === "SETTLED").length).toBeGreaterThanOrEqual(2)
+    }).pipe(Effect.provide(NodeHttpClient.layer)))
+})
