@@ -11,8 +11,10 @@ export interface BackoffOptions {
 export const defaultBackoff: BackoffOptions = { initialDelayMs: 1000, maxDelayMs: 30_000 }
 
 export const delay = (attempt: number, random: number, floorMs: number, options: BackoffOptions = defaultBackoff): number => {
-  const ceiling = Math.min(options.maxDelayMs, options.initialDelayMs * 2 ** Math.min(attempt, 30))
-  return Math.max(floorMs, Math.floor(random * ceiling))
+  const ceiling = Math.min(options.maxDelayMs, options.initialDelayMs * 2 ** Math.min(Math.max(attempt, 0), 30))
+  // A broken random source (NaN, out of range) must not turn into an immediate reconnect loop.
+  const r = Number.isFinite(random) ? Math.min(Math.max(random, 0), 1) : 1
+  return Math.max(Number.isFinite(floorMs) ? floorMs : 0, Math.floor(r * ceiling))
 }
 
 export type CloseVerdict =
