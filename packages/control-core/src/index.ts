@@ -1,2 +1,26 @@
-// @openagents/control-core — public surface. Modules are re-exported here as namespaces as they land.
-export {}
+// @openagents/control-core: the control plane — email-code sign-in, sessions and bearer tokens,
+// sync-token minting, the runtime proxy, and the L402 control-plane state with the internal API
+// lightning-ops uses. docs/control/README.md maps the modules.
+export * as AccessTokens from "./AccessTokens.js"
+export * as Api from "./Api.js"
+export * as Auth from "./Auth.js"
+export * as ControlHost from "./ControlHost.js"
+export * as ControlPlane from "./ControlPlane.js"
+export * as ControlServer from "./ControlServer.js"
+export * as Errors from "./Errors.js"
+export * as HttpRuntime from "./runtime/http.js"
+export * as HttpSettings from "./HttpSettings.js"
+export * as IdentityProvider from "./IdentityProvider.js"
+export * as Invoices from "./Invoices.js"
+export * as LightningOps from "./LightningOps.js"
+export * as LightningOpsRpc from "./LightningOpsRpc.js"
+export * as LocalIdentity from "./identity/local.js"
+export * as MemoryRuntime from "./runtime/memory.js"
+export * as MemoryStorage from "./storage/memory.js"
+export * as Revocations from "./Revocations.js"
+export * as RuntimeClient from "./RuntimeClient.js"
+export * as RuntimeProxy from "./http/runtimeProxy.js"
+export * as SqlStorage from "./storage/sql.js"
+export * as Storage from "./Storage.js"
+export * as SyncTokens from "./SyncTokens.js"
+export * as WorkOsIdentity from "./identity/workos.js"

@@ -2,3 +2,4 @@
 export * as Database from "./Database.js"
 export * as Health from "./Health.js"
 export * as Prometheus from "./Prometheus.js"
+export * as InternalSignature from "./InternalSignature.js"

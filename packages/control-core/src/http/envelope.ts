@@ -1,0 +1,21 @@
+// The last resort of every route: an unknown route is a 404 envelope, and a defect (a bug) is
+// logged with its cause and answered with a 500 internal_error envelope, never an empty body
+// or a stack trace. Typed errors never get here: the routes answer them themselves.
+import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import * as HttpServerError from "@effect/platform/HttpServerError"
+import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import { envelopeResponse } from "./common.js"
+
+const lastResort = (effect: Effect.Effect<HttpServerResponse.HttpServerResponse, HttpLayerRouter.unhandled>) =>
+  Effect.catchAllCause(effect, (cause) => {
+    if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+    const failure = Cause.failureOption(cause)
+    if (failure._tag === "Some" && HttpServerError.isServerError(failure.value) && (failure.value as { _tag: string })._tag === "RouteNotFound") {
+      return Effect.succeed(envelopeResponse(404, "not_found", { message: "no such route" }))
+    }
+    return Effect.as(Effect.logError("unhandled failure in a control route", cause), envelopeResponse(500, "internal_error", { message: "internal error" }))
+  }) as Effect.Effect<HttpServerResponse.HttpServerResponse, HttpLayerRouter.unhandled>
+
+export const layer = HttpLayerRouter.use((router) => router.addGlobalMiddleware(lastResort))
