@@ -1,0 +1,396 @@
+// Cross-plane integration: lightning-ops records its work through the REAL control plane. A real
+// control server (@openagents/control-core, development mode, local identity provider, operations
+// secret) runs on 127.0.0.1 beside the reference gateway, the LND simulator, the wallet executor
+// and an upstream. A user signs in and creates a paywall through control's user API; lightning-ops
+// (configured from its environment variables, as the host is) reconciles with the HttpControlPlane
+// adapter over control's upstream JSON route — HTTP only, no shared SQL. Control's state is then
+// read back through control's own APIs: the user API (the paywall's lastReconcileStatus), the
+// internal JSON route (snapshot, security state), control's answers to each lightning-ops call,
+// and control's L402Storage service (the gateway events: control has no HTTP read of them).
+//
+// Cases, on every control storage (memory; PGlite; Postgres when TEST_DATABASE_URL is set):
+// applied end to end; global pause and owner kill switch fail closed; a wrong operations secret.
+import { describe, expect, it } from "@effect/vitest"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import { ControlHost, ControlServer, LocalIdentity, MemoryStorage, SqlStorage, Storage } from "@openagents/control-core"
+import {
+  Compiler,
+  ControlPlane,
+  Gateway,
+  GatewayOps,
+  HttpControlPlane,
+  L402,
+  L402Buyer,
+  LightningOps,
+  LndRest,
+  LndSimulator,
+  MemoryLedger,
+  WalletExecutor,
+  WalletExecutorHttp
+} from "@openagents/lightning"
+import * as SqlTesting from "@openagents/sql-pglite/testing"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as Redacted from "effect/Redacted"
+import { randomBytes } from "node:crypto"
+import { createServer } from "node:http"
+import { serve } from "./support.js"
+
+/** Control's OA_LIGHTNING_OPS_SECRET (≥ 32 characters, else control refuses every call). */
+const OPS_SECRET = "control-ops-secret-0123456789abcdef-integration"
+const GATEWAY_OPS_TOKEN = "gateway-ops-token-0123456789abcdef"
+const EXECUTOR_TOKEN = "executor-token-0123456789abcdef"
+const PRICE_MSATS = 21_000
+const PAID_PATH = "/premium/signal"
+
+// ---------------------------------------------------------------------------------------------
+// HTTP helpers (absolute URLs, plain JSON)
+
+interface Answer {
+  readonly status: number
+  readonly body: any
+}
+
+const request = (method: "GET" | "POST", url: string, options: { readonly body?: unknown; readonly headers?: Record<string, string> } = {}) =>
+  Effect.gen(function*() {
+    const http = yield* HttpClient.HttpClient
+    let req = HttpClientRequest.make(method)(url).pipe(HttpClientRequest.setHeaders(options.headers ?? {}))
+    if (options.body !== undefined) req = HttpClientRequest.bodyUnsafeJson(req, options.body)
+    const response = yield* http.execute(req)
+    const text = yield* response.text
+    let body: unknown = text
+    try {
+      body = text === "" ? undefined : JSON.parse(text)
+    } catch {
+      // not JSON
+    }
+    const answer: Answer = { status: response.status, body }
+    return answer
+  }).pipe(Effect.scoped, Effect.orDie)
+
+// ---------------------------------------------------------------------------------------------
+// Control: the real server on 127.0.0.1:<ephemeral>, development configuration
+
+type ControlStorage = Layer.Layer<Storage.AuthStorage | Storage.L402Storage, unknown>
+
+const startControl = (storage: ControlStorage) =>
+  Effect.gen(function*() {
+    const services = ControlHost.services(ControlHost.developmentConfig({ opsSecret: Redacted.make(OPS_SECRET) }), storage)
+    const server = ControlServer.layer({ disableLogger: true }).pipe(
+      Layer.provide(services),
+      Layer.provideMerge(services),
+      Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
+    )
+    const context = yield* Layer.build(server)
+    const address = Context.get(context, HttpServer.HttpServer).address
+    if (address._tag !== "TcpAddress") return yield* Effect.dieMessage("control is not on TCP")
+    const url = `http://127.0.0.1:${address.port}`
+    const outbox = Context.get(context, LocalIdentity.LocalOutbox)
+
+    /** Sign a new user in with the local identity provider; their bearer headers. */
+    const signIn = Effect.gen(function*() {
+      const email = `owner_${randomBytes(6).toString("hex")}@example.com`
+      const sent = yield* request("POST", `${url}/api/auth/email`, { body: { email } })
+      expect(sent.status).toBe(200)
+      const message = yield* outbox.latest(email)
+      const verified = yield* request("POST", `${url}/api/auth/verify`, {
+        body: { code: message!.code, challenge_id: sent.body.challengeId },
+        headers: { "x-client": "autopilot-desktop" }
+      })
+      expect(verified.status).toBe(200)
+      return { authorization: `Bearer ${verified.body.token as string}` }
+    })
+
+    /** Control's internal JSON route (lightning-ops' wire), with control's secret. */
+    const internal = (kind: "query" | "mutation", functionName: string, args: Record<string, unknown> = {}) =>
+      request("POST", `${url}/api/internal/lightning-ops/control-plane/${kind}`, { body: { functionName, args: { ...args, secret: OPS_SECRET } } })
+
+    return { url, signIn, internal, storage: Context.get(context, Storage.L402Storage) }
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Lightning: simulated nodes, an upstream, the reference gateway, the wallet executor
+
+const startLightning = Effect.gen(function*() {
+  const network = yield* LndSimulator.makeNetwork()
+  const walletNode = network.addNode({ alias: "wallet", balanceMsat: 5_000_000n })
+  const gatewayNode = network.addNode({ alias: "gateway", balanceMsat: 0n })
+  const lnd = (node: LndSimulator.SimNode, macaroon: string) =>
+    Effect.map(serve(LndSimulator.router(node)), (url) => LndRest.layer({ baseUrl: url, macaroon: Redacted.make(macaroon) }).pipe(Layer.provide(NodeHttpClient.layer)))
+  const walletLnd = yield* lnd(walletNode, walletNode.macaroons.admin)
+  // The gateway holds only an invoice macaroon: it can bill, never pay.
+  const gatewayLnd = yield* lnd(gatewayNode, gatewayNode.macaroons.invoice)
+
+  const upstreamHits: Array<{ readonly url: string; readonly paywallId: string | undefined }> = []
+  const upstreamUrl = yield* serve(HttpRouter.empty.pipe(HttpRouter.all("*", Effect.map(HttpServerRequest.HttpServerRequest, (r) => {
+    upstreamHits.push({ url: r.url, paywallId: r.headers["x-oa-paywall-id"] })
+    return HttpServerResponse.text("paid content")
+  }))))
+
+  const gatewayContext = yield* Layer.build(Layer.mergeAll(gatewayLnd, L402.derivedSecrets(Redacted.make(new Uint8Array(randomBytes(32)))), NodeHttpClient.layer))
+  const gateway = yield* Gateway.make({ opsToken: Redacted.make(GATEWAY_OPS_TOKEN), imageDigest: "sha256:reference" }).pipe(Effect.provide(gatewayContext))
+  const gatewayUrl = yield* serve(HttpRouter.concat(
+    HttpRouter.empty.pipe(HttpRouter.get("/healthz", Effect.succeed(HttpServerResponse.text("ok")))),
+    gateway.router
+  ).pipe(Effect.provide(gatewayContext)))
+
+  const executor = yield* Layer.build(
+    WalletExecutor.layer({ ...WalletExecutor.defaults, allowedHosts: ["127.0.0.1"], reconcileIntervalMs: 3_600_000 }).pipe(Layer.provide(Layer.merge(walletLnd, MemoryLedger.layer)))
+  )
+  const executorUrl = yield* serve(WalletExecutorHttp.router(Redacted.make(EXECUTOR_TOKEN)).pipe(Effect.provide(executor)))
+
+  /** A buyer paying through the wallet executor. */
+  const buyer = L402Buyer.make().pipe(Effect.provide(Layer.mergeAll(
+    L402Buyer.walletExecutorPayer({ baseUrl: executorUrl, token: Redacted.make(EXECUTOR_TOKEN) }),
+    L402Buyer.memoryCache
+  ).pipe(Layer.provideMerge(NodeHttpClient.layer))))
+
+  return { walletNode, gateway, gatewayUrl, executorUrl, upstreamUrl, upstreamHits, buyer }
+})
+
+// ---------------------------------------------------------------------------------------------
+// lightning-ops: configured from its environment, the HTTP control-plane adapter pointed at
+// control. The port is observed (never replaced): every call, control's answer or its error.
+
+interface PortCall {
+  readonly operation: keyof ControlPlane.ControlPlaneService
+  readonly input: unknown
+  readonly answer?: any
+  readonly error?: ControlPlane.ControlPlaneError
+}
+
+const observed = (port: ControlPlane.ControlPlaneService) => {
+  const calls: Array<PortCall> = []
+  const tap = <A>(operation: PortCall["operation"], input: unknown, effect: Effect.Effect<A, ControlPlane.ControlPlaneError>) =>
+    effect.pipe(
+      Effect.tap((answer) => void calls.push({ operation, input, answer })),
+      Effect.tapError((error) => Effect.sync(() => void calls.push({ operation, input, error })))
+    )
+  const service: ControlPlane.ControlPlaneService = {
+    listPaywallsForCompile: (statuses) => tap("listPaywallsForCompile", statuses, port.listPaywallsForCompile(statuses)),
+    getSecurityState: Effect.suspend(() => tap("getSecurityState", undefined, port.getSecurityState)),
+    recordDeploymentIntent: (intent) => tap("recordDeploymentIntent", intent, port.recordDeploymentIntent(intent)),
+    recordGatewayEvent: (event) => tap("recordGatewayEvent", event, port.recordGatewayEvent(event)),
+    ingestInvoiceLifecycle: (invoice) => tap("ingestInvoiceLifecycle", invoice, port.ingestInvoiceLifecycle(invoice)),
+    ingestSettlement: (settlement) => tap("ingestSettlement", settlement, port.ingestSettlement(settlement))
+  }
+  return { calls, service }
+}
+
+const reconcile = (env: { readonly controlUrl: string; readonly secret: string; readonly gatewayUrl: string; readonly executorUrl: string }) =>
+  Effect.gen(function*() {
+    const cfg = yield* LightningOps.config.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map([
+      ["OA_LIGHTNING_OPS_CONTROL_PLANE_MODE", "api"],
+      ["OA_LIGHTNING_OPS_API_BASE_URL", env.controlUrl],
+      ["OA_LIGHTNING_OPS_SECRET", env.secret],
+      ["OA_LIGHTNING_OPS_GATEWAY_BASE_URL", env.gatewayUrl],
+      ["OA_LIGHTNING_OPS_GATEWAY_OPS_TOKEN", GATEWAY_OPS_TOKEN],
+      ["OA_LIGHTNING_OPS_WALLET_EXECUTOR_URL", env.executorUrl],
+      ["OA_LIGHTNING_OPS_WALLET_EXECUTOR_TOKEN", EXECUTOR_TOKEN]
+    ]))))
+    if (cfg.controlPlane.mode !== "api") return yield* Effect.dieMessage("expected the api control-plane mode")
+    const port = observed(yield* HttpControlPlane.make({ baseUrl: cfg.controlPlane.baseUrl, secret: cfg.controlPlane.secret }))
+    const ports = Layer.mergeAll(
+      Layer.succeed(ControlPlane.ControlPlane, port.service),
+      GatewayOps.layerHttp({ baseUrl: cfg.gateway.baseUrl, opsToken: cfg.gateway.opsToken }),
+      LightningOps.stateLayer
+    ).pipe(Layer.provideMerge(NodeHttpClient.layer))
+    const outcome = yield* LightningOps.runOnce(cfg).pipe(Effect.provide(ports))
+    return { outcome, calls: port.calls }
+  }).pipe(Effect.provide(NodeHttpClient.layer))
+
+// ---------------------------------------------------------------------------------------------
+
+const EVENT_TYPES = ["gateway_reconcile_health_ok", "gateway_reconcile_challenge_ok", "gateway_reconcile_proxy_ok"]
+
+/** Both planes, and one owner's enabled paywall in control pointing at the upstream. */
+const world = (storage: ControlStorage) =>
+  Effect.gen(function*() {
+    const lightning = yield* startLightning
+    const control = yield* startControl(storage)
+    const auth = yield* control.signIn
+    const created = yield* request("POST", `${control.url}/api/l402/paywalls`, {
+      headers: auth,
+      body: { name: "integration signal", hostRegexp: "127.0.0.1", pathRegexp: PAID_PATH, priceMsats: PRICE_MSATS, upstream: lightning.upstreamUrl, metadata: { timeoutMs: 5_000 } }
+    })
+    expect(created.status).toBe(201)
+    const paywall = created.body.data as { readonly id: string; readonly ownerId: string; readonly status: string; readonly enabled: boolean }
+    expect(paywall).toMatchObject({ status: "active", enabled: true, ownerId: expect.stringMatching(/^owner_usr_/) })
+    /** The paywall as its owner sees it through control's user API. */
+    const ownerView = Effect.map(request("GET", `${control.url}/api/l402/paywalls/${paywall.id}`, { headers: auth }), (r) => r.body.data)
+    const run = (secret = OPS_SECRET) => reconcile({ controlUrl: control.url, secret, gatewayUrl: lightning.gatewayUrl, executorUrl: lightning.executorUrl })
+    return { lightning, control, paywall, ownerView, run }
+  })
+
+/** The test's HTTP client; logs from warnings up (the local provider logs every sign-in code). */
+const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  effect.pipe(Effect.provide(NodeHttpClient.layer), Logger.withMinimumLogLevel(LogLevel.Warning))
+
+const storages: ReadonlyArray<readonly [string, ControlStorage]> = [
+  ["memory", MemoryStorage.layer],
+  ...SqlTesting.engines().map((engine) => [engine.name, SqlStorage.layer.pipe(Layer.provide(engine.layer))] as const)
+]
+
+for (const [storageName, storage] of storages) {
+  describe(`lightning-ops ↔ control over HTTP (control storage: ${storageName})`, () => {
+    it.scopedLive("reconciles a paywall created through control: snapshot read, intent applied with the compiled configHash, events recorded, paid request reaches the upstream", () =>
+      Effect.gen(function*() {
+        const { control, lightning, ownerView, paywall, run } = yield* world(storage)
+        expect((yield* ownerView).lastReconcileStatus).toBeUndefined()
+
+        const { calls, outcome } = yield* run()
+        expect(outcome).toMatchObject({ status: "applied", routes: 1, unchanged: false, deploymentId: `dep_reconcile_${outcome.requestId}` })
+        // Every call went to control and control accepted it (event failures are only logged).
+        expect(calls.filter((c) => c.error !== undefined)).toEqual([])
+        expect(calls.map((c) => c.operation)).toEqual([
+          "getSecurityState", "listPaywallsForCompile", "recordDeploymentIntent",
+          "recordGatewayEvent", "recordGatewayEvent", "recordGatewayEvent", "recordDeploymentIntent"
+        ])
+
+        // The snapshot lightning-ops read is control's paywall, as control compiles it for ops.
+        const listed = calls.find((c) => c.operation === "listPaywallsForCompile")!.answer as ReadonlyArray<ControlPlane.Paywall>
+        expect(listed).toEqual([expect.objectContaining({
+          paywallId: paywall.id,
+          ownerId: paywall.ownerId,
+          status: "active",
+          policy: expect.objectContaining({ paywallId: paywall.id, ownerId: paywall.ownerId, pricingMode: "fixed", fixedAmountMsats: PRICE_MSATS, killSwitch: false }),
+          routes: [expect.objectContaining({ routeId: `route_${paywall.id}`, hostPattern: "127.0.0.1", pathPattern: PAID_PATH, upstreamUrl: lightning.upstreamUrl, protocol: "http", timeoutMs: 5_000 })]
+        })])
+        const compiled = Compiler.compile(listed)
+        expect(compiled.ok).toBe(true)
+        expect(outcome.configHash).toBe(compiled.configHash)
+        expect((yield* lightning.gateway.current)?.configHash).toBe(compiled.configHash)
+
+        // The deployment intent, as control stored it: pending, then applied under the same id.
+        const intents = calls.filter((c) => c.operation === "recordDeploymentIntent").map((c) => c.answer)
+        expect(intents.map((d) => [d.deploymentId, d.status, d.configHash])).toEqual([
+          [outcome.deploymentId, "pending", compiled.configHash],
+          [outcome.deploymentId, "applied", compiled.configHash]
+        ])
+        expect(intents[1]).toMatchObject({
+          paywallId: paywall.id,
+          ownerId: paywall.ownerId,
+          imageDigest: "sha256:reference",
+          appliedAtMs: expect.any(Number),
+          requestId: outcome.requestId,
+          createdAtMs: intents[0].createdAtMs,
+          metadata: { executionPath: "hosted-node", progress: { healthOk: true, challengeOk: true, proxyOk: true }, unchanged: false }
+        })
+        // ... and as the owner and lightning-ops see the paywall afterwards.
+        expect(yield* ownerView).toMatchObject({ lastReconcileStatus: "applied", lastReconciledAt: expect.any(String) })
+        const snapshot = yield* control.internal("query", "lightning/ops:listPaywallControlPlaneState")
+        expect(snapshot.status).toBe(200)
+        expect(snapshot.body.paywalls).toEqual([expect.objectContaining({ paywallId: paywall.id, lastReconcileStatus: "applied", lastReconciledAtMs: intents[1].updatedAtMs })])
+
+        // The gateway events, as control persisted them, with their deployment correlation.
+        const events = yield* control.storage.listGatewayEvents({ deploymentId: outcome.deploymentId })
+        expect(events.map((e) => e.eventType)).toEqual(EVENT_TYPES)
+        for (const event of events) {
+          expect(event).toMatchObject({
+            eventId: expect.stringMatching(/^evt_[0-9a-f]{32}$/),
+            paywallId: paywall.id,
+            ownerId: paywall.ownerId,
+            level: "info",
+            requestId: outcome.requestId,
+            deploymentId: outcome.deploymentId,
+            configHash: compiled.configHash,
+            executionPath: "hosted-node"
+          })
+        }
+        expect(events.map((e) => e.eventId)).toEqual(calls.filter((c) => c.operation === "recordGatewayEvent").map((c) => c.answer.eventId))
+        expect(yield* control.storage.listGatewayEvents({})).toHaveLength(3)
+
+        // The reconciled gateway sells the upstream: 402 → wallet executor pays → 200 from upstream.
+        expect(lightning.walletNode.sendAttempts).toBe(1) // the proxy probe's smoke payment
+        const buyer = yield* lightning.buyer
+        const { response, result } = yield* buyer.fetch(HttpClientRequest.get(`${lightning.gatewayUrl}${PAID_PATH}?q=1`))
+        expect(response.status).toBe(200)
+        expect(yield* response.text).toBe("paid content")
+        expect(result).toMatchObject({ paid: true, amountMsats: BigInt(PRICE_MSATS) })
+        expect(lightning.walletNode.sendAttempts).toBe(2)
+        expect(lightning.upstreamHits.at(-1)).toEqual({ url: `${PAID_PATH}?q=1`, paywallId: paywall.id })
+      }).pipe(quiet))
+
+    it.scopedLive("fails closed on control's security controls: the global pause denies (recorded), an owner kill switch leaves nothing to deploy", () =>
+      Effect.gen(function*() {
+        const { control, lightning, ownerView, paywall, run } = yield* world(storage)
+        const paused = yield* control.internal("mutation", "lightning/security:setGlobalPause", { active: true, reason: "incident drill", updatedBy: "integration-test" })
+        expect(paused.body).toMatchObject({ ok: true, global: { globalPause: true, denyReasonCode: "global_pause_active" } })
+
+        const denied = yield* run()
+        expect(denied.outcome).toMatchObject({ status: "denied", denyReason: "global_pause_active", deploymentId: undefined, routes: 0 })
+        // Nothing but the gate was read; the refusal itself was recorded in control.
+        expect(denied.calls.map((c) => c.operation)).toEqual(["getSecurityState", "recordDeploymentIntent"])
+        expect(denied.calls[0]!.answer.global).toMatchObject({ globalPause: true, denyReasonCode: "global_pause_active", denyReason: "incident drill" })
+        expect(denied.calls[1]!.answer).toMatchObject({
+          deploymentId: `dep_denied_${denied.outcome.requestId}`,
+          status: "failed",
+          configHash: "cfg_denied",
+          requestId: denied.outcome.requestId,
+          metadata: { denied: true, denyReasonCode: "global_pause_active", executionPath: "hosted-node" }
+        })
+        expect(yield* control.storage.listGatewayEvents({})).toEqual([])
+        expect((yield* ownerView).lastReconcileStatus).toBeUndefined()
+        expect(yield* lightning.gateway.current).toBeUndefined()
+        expect(lightning.walletNode.sendAttempts).toBe(0)
+
+        // Lift the pause; kill the owner instead: control marks the policy, the compiler drops it.
+        yield* control.internal("mutation", "lightning/security:setGlobalPause", { active: false })
+        const killed = yield* control.internal("mutation", "lightning/security:setOwnerKillSwitch", { ownerId: paywall.ownerId, active: true, reason: "abuse" })
+        expect(killed.body).toMatchObject({ ok: true, ownerControl: { ownerId: paywall.ownerId, killSwitch: true, denyReasonCode: "owner_kill_switch_active" } })
+        const refused = yield* run()
+        expect(refused.outcome).toMatchObject({ status: "failed", failureCode: "compile_validation_failed", routes: 0 })
+        expect(refused.calls.map((c) => c.operation)).toEqual(["getSecurityState", "listPaywallsForCompile", "recordDeploymentIntent"])
+        expect(refused.calls[1]!.answer).toEqual([expect.objectContaining({ paywallId: paywall.id, policy: expect.objectContaining({ killSwitch: true }) })])
+        expect(refused.calls[2]!.answer).toMatchObject({
+          deploymentId: `dep_compile_${refused.outcome.requestId}`,
+          status: "failed",
+          configHash: refused.outcome.configHash,
+          diagnostics: [{ code: "no_compilable_routes", severity: "error" }]
+        })
+        expect(yield* control.storage.listGatewayEvents({})).toEqual([])
+        expect(yield* lightning.gateway.current).toBeUndefined()
+
+        // Nothing was deployed: the gateway sells nothing and the upstream was never reached.
+        const direct = yield* request("GET", `${lightning.gatewayUrl}${PAID_PATH}`)
+        expect(direct.status).toBe(404)
+        expect(lightning.upstreamHits).toEqual([])
+        expect(lightning.walletNode.sendAttempts).toBe(0)
+      }).pipe(quiet))
+
+    it.scopedLive("a wrong operations secret: control answers invalid_ops_secret, the reconcile is denied, nothing is recorded", () =>
+      Effect.gen(function*() {
+        const { control, lightning, ownerView, run } = yield* world(storage)
+        const { calls, outcome } = yield* run("not-the-ops-secret-0123456789abcdef-integration")
+        // The reconciler fails closed on an unreadable security state (L402_AND_RECONCILER.md) ...
+        expect(outcome).toMatchObject({ status: "denied", denyReason: "security_state_unavailable", deploymentId: undefined, routes: 0 })
+        // ... which is control's documented refusal of the secret (LIGHTNING_OPS.md: 401 invalid_ops_secret).
+        expect(calls).toHaveLength(1)
+        expect(calls[0]).toMatchObject({ operation: "getSecurityState" })
+        expect(calls[0]!.error).toMatchObject({ _tag: "ControlPlaneError", code: "invalid_ops_secret", functionName: HttpControlPlane.FUNCTIONS.securityState })
+        const raw = yield* request("POST", `${control.url}${HttpControlPlane.QUERY_PATH}`, {
+          body: { functionName: HttpControlPlane.FUNCTIONS.securityState, args: { secret: "not-the-ops-secret-0123456789abcdef-integration" } }
+        })
+        expect(raw).toEqual({ status: 401, body: { ok: false, error: { code: "invalid_ops_secret", message: "invalid lightning-ops secret" } } })
+
+        // Nothing recorded in control, nothing deployed.
+        expect(yield* control.storage.listGatewayEvents({})).toEqual([])
+        expect((yield* ownerView).lastReconcileStatus).toBeUndefined()
+        const snapshot = yield* control.internal("query", "lightning/ops:listPaywallControlPlaneState")
+        expect(snapshot.body.paywalls.map((p: any) => p.lastReconcileStatus)).toEqual([undefined])
+        expect(yield* lightning.gateway.current).toBeUndefined()
+        expect(lightning.walletNode.sendAttempts).toBe(0)
+      }).pipe(quiet))
+  })
+}
