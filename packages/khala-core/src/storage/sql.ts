@@ -74,6 +74,12 @@ const toDocument = (topic: string, row: DocumentRow): StoredDocument => ({
   updatedAt: row.updated_at
 })
 
+const MAX_INT8 = 9223372036854775807n
+const upperBound = (after: bigint, maxRows: number) => {
+  const bound = after + BigInt(maxRows)
+  return (bound > MAX_INT8 ? MAX_INT8 : bound).toString()
+}
+
 const columns = (entries: ReadonlyArray<PreparedEntry>) => ({
   keys: entries.map((e) => e.docKey),
   versions: entries.map((e) => e.docVersion.toString()),
@@ -164,7 +170,10 @@ export const make: Effect.Effect<KhalaStorageService, SqlError, SqlClient.SqlCli
           FROM (
             SELECT watermark, doc_key, doc_version, payload, payload_hash, payload_bytes, inserted_at
             FROM runtime.sync_stream_events
-            WHERE topic = t.topic AND watermark > ${after.toString()}::bigint
+            -- Watermarks are dense, so the next maxRows events are exactly (after, after + maxRows]:
+            -- the upper bound keeps each batch's scan to maxRows rows whatever plan the planner
+            -- picks (without statistics it would bitmap-scan every later event of the topic).
+            WHERE topic = t.topic AND watermark > ${after.toString()}::bigint AND watermark <= ${upperBound(after, maxRows)}::bigint
             ORDER BY watermark
             LIMIT ${maxRows}
           ) x
