@@ -13,7 +13,8 @@ const here = dirname(fileURLToPath(import.meta.url))
 const suites = [
   { name: "journal", file: "journal.ts" },
   { name: "client-apply", file: "client-apply.ts" },
-  { name: "client-bundle-size", file: "bundle-size.mjs" }
+  { name: "client-bundle-size", file: "bundle-size.mjs" },
+  { name: "fanout", file: "fanout/run.mjs" }
 ]
 
 const only = process.argv.slice(2)
