@@ -55,27 +55,31 @@ class UwsConnection implements Connection {
     this.protocol = data.protocol
     this.remoteAddress = data.remoteAddress
   }
-  send = (data: SyncWire.Encoded) => {
+  send(data: SyncWire.Encoded): void {
     if (this.open) this.ws.send(data, typeof data !== "string")
   }
-  bufferedAmount = () => (this.open ? this.ws.getBufferedAmount() : 0)
-  close = (code: number, reason: string) => {
+  bufferedAmount() {
+    return this.open ? this.ws.getBufferedAmount() : 0
+  }
+  close(code: number, reason: string): void {
     if (!this.open) return
     this.open = false
     this.ws.end(code, reason)
   }
-  terminate = () => {
+  terminate(): void {
     if (!this.open) return
     this.open = false
     this.ws.close()
   }
-  join = (topic: string) => {
+  join(topic: string): void {
     if (this.open) this.ws.subscribe(channel(topic, this.format))
   }
-  leave = (topic: string) => {
+  leave(topic: string): void {
     if (this.open) this.ws.unsubscribe(channel(topic, this.format))
   }
-  isOpen = () => this.open
+  isOpen() {
+    return this.open
+  }
 }
 
 const decoder = new TextDecoder()

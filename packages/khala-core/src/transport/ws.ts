@@ -24,28 +24,34 @@ class WsConnection implements Connection {
     readonly remoteAddress: string,
     private readonly channelsOf: Map<string, Set<WsConnection>>
   ) {}
-  isOpen = () => this.socket.readyState === WebSocket.OPEN
-  send = (data: SyncWire.Encoded) => {
+  isOpen() {
+    return this.socket.readyState === WebSocket.OPEN
+  }
+  send(data: SyncWire.Encoded): void {
     if (this.isOpen()) this.socket.send(data, { binary: typeof data !== "string" })
   }
-  bufferedAmount = () => this.socket.bufferedAmount
-  close = (code: number, reason: string) => {
+  bufferedAmount() {
+    return this.socket.bufferedAmount
+  }
+  close(code: number, reason: string): void {
     if (this.isOpen()) this.socket.close(code, reason)
     this.leaveAll()
   }
-  terminate = () => {
+  terminate(): void {
     this.socket.terminate()
     this.leaveAll()
   }
-  join = (topic: string) => {
+  join(topic: string): void {
     const key = channel(topic, this.format)
     let members = this.channelsOf.get(key)
     if (members === undefined) this.channelsOf.set(key, members = new Set())
     members.add(this)
     this.channels.add(key)
   }
-  leave = (topic: string) => this.leaveChannel(channel(topic, this.format))
-  leaveAll = () => {
+  leave(topic: string): void {
+    this.leaveChannel(channel(topic, this.format))
+  }
+  leaveAll(): void {
     for (const key of [...this.channels]) this.leaveChannel(key)
   }
   private leaveChannel(key: string) {
