@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import { toHex } from "@openagents/proto/canonical-json"
 import fc from "fast-check"
 import * as Checkpoints from "./Checkpoints.js"
 import * as Errors from "./Errors.js"
@@ -125,6 +126,19 @@ export const run = <E>(name: string, storage: Layer.Layer<KhalaStorage, E>, opti
           expect(all.map((e) => e.docKey)).toEqual(["doc:1", "doc:2", "doc:3", "doc:4", "doc:5"])
           expect(all[0]!.payload).toBe(`{"n":1,"text":"event 1"}`)
           expect(all[0]!.payloadHash?.length).toBe(32)
+        }))
+
+      it.effect("stores the payload hash of the cross-language vectors (proto/testdata/payload_hash_vectors.v1.json)", () =>
+        Effect.gen(function*() {
+          const journal = yield* Journal.Journal
+          const topic = freshTopic("suite.events")
+          const vectors = [
+            { payload: { b: 1, a: { d: [3, 2, 1], c: null } }, sha256: "99292fc65b1416433c73754bd2133c24f100c4da791e825377abb6756eeb69ae" },
+            { payload: { "\u{1F600}": 3, "\u{10000}": 1, "\uFFFF": 2, "\uF8FF": 4 }, sha256: "079a134f20d66014de4691efe131dc5fd56d776d32b04fec9c5abd1dca275f89" }
+          ]
+          const events = yield* journal.append(topic, vectors.map((v, i) => ({ docKey: `doc:${i}`, docVersion: 1n, payload: v.payload })))
+          expect(events.map((e) => toHex(e.payloadHash ?? new Uint8Array()))).toEqual(vectors.map((v) => v.sha256))
+          expect((yield* readAll(topic, 0n)).map((e) => toHex(e.payloadHash ?? new Uint8Array()))).toEqual(vectors.map((v) => v.sha256))
         }))
 
       it.effect("leaves no gap after a rolled-back append", () =>
