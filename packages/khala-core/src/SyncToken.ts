@@ -210,16 +210,17 @@ export const layer = (options: VerifierOptions): Layer.Layer<SyncTokenVerifier> 
  * From the environment (the upstream names): OA_SYNC_TOKEN_KEY_ID + OA_SYNC_TOKEN_SIGNING_KEY,
  * optionally OA_SYNC_TOKEN_PREVIOUS_KEY_ID + OA_SYNC_TOKEN_PREVIOUS_SIGNING_KEY (rotation),
  * OA_SYNC_TOKEN_ISSUER, OA_SYNC_TOKEN_AUDIENCE (default openagents-sync),
- * OA_SYNC_TOKEN_CLAIMS_VERSION (default oa_sync_claims_v1).
+ * OA_SYNC_TOKEN_CLAIMS_VERSION (default oa_sync_claims_v1). `defaults.issuer` is used when
+ * OA_SYNC_TOKEN_ISSUER is unset (a runtime passes control's public URL, control's default issuer).
  */
-export const config: Config.Config<VerifierOptions> = Config.all({
+export const configWith = (defaults: { readonly issuer?: string | undefined }): Config.Config<VerifierOptions> => Config.all({
   keyId: Config.string("OA_SYNC_TOKEN_KEY_ID").pipe(Config.withDefault("sync-auth-v1")),
   signingKey: Config.redacted("OA_SYNC_TOKEN_SIGNING_KEY").pipe(
     Config.validate({ message: `OA_SYNC_TOKEN_SIGNING_KEY must be at least ${MIN_SECRET_LENGTH} characters`, validation: (s) => Redacted.value(s).length >= MIN_SECRET_LENGTH })
   ),
   previousKeyId: Config.option(Config.string("OA_SYNC_TOKEN_PREVIOUS_KEY_ID")),
   previousSigningKey: Config.option(Config.redacted("OA_SYNC_TOKEN_PREVIOUS_SIGNING_KEY")),
-  issuer: Config.string("OA_SYNC_TOKEN_ISSUER"),
+  issuer: defaults.issuer === undefined ? Config.string("OA_SYNC_TOKEN_ISSUER") : Config.string("OA_SYNC_TOKEN_ISSUER").pipe(Config.withDefault(defaults.issuer)),
   audience: Config.string("OA_SYNC_TOKEN_AUDIENCE").pipe(Config.withDefault(DEFAULT_AUDIENCE)),
   claimsVersion: Config.string("OA_SYNC_TOKEN_CLAIMS_VERSION").pipe(Config.withDefault(DEFAULT_CLAIMS_VERSION))
 }).pipe(
@@ -237,6 +238,8 @@ export const config: Config.Config<VerifierOptions> = Config.all({
     return Either.right<VerifierOptions>({ hmacKeys: keys, issuer: c.issuer, audience: c.audience, claimsVersion: c.claimsVersion })
   })
 )
+
+export const config: Config.Config<VerifierOptions> = configWith({})
 
 export const layerConfig: Layer.Layer<SyncTokenVerifier, ConfigError.ConfigError> = Layer.unwrapEffect(Effect.map(config, layer))
 

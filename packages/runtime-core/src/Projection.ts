@@ -47,6 +47,9 @@ export const initialRun = (runId: string, threadId: string, ownerUserId: string)
   latestEventAt: null, terminalReasonClass: null, terminalReason: null, terminalAt: null
 })
 
+/** The event that ends a run (its stream then ends with `data: [DONE]`). */
+export const isTerminalRunEvent = (eventType: string) => eventType === "run.finished"
+
 /** Fold one event into a run's state. */
 export const foldRun = (state: RunState, event: RunEventInput): RunState => {
   const base = { ...state, latestSeq: event.seq, latestEventHash: event.eventHash, latestEventType: event.eventType, latestEventAt: event.at }

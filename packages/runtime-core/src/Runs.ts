@@ -65,6 +65,8 @@ export interface RunsService {
   readonly snapshot: (principal: Principal, runId: string) => Effect.Effect<Projection.RunState & { updatedAt: Date }, E>
   /** Events after `afterSeq`, in order (for streams). */
   readonly events: (principal: Principal, runId: string, afterSeq: bigint, limit: number) => Effect.Effect<ReadonlyArray<RunEvent>, E>
+  /** The latest seq of an owned run and the lowest seq still stored (undefined when none is). */
+  readonly eventBounds: (principal: Principal, runId: string) => Effect.Effect<{ latest: bigint; first: bigint | undefined; threadId: string }, E>
   readonly receipt: (principal: Principal, runId: string) => Effect.Effect<Receipt, E>
   /** Recompute the chain and the summary from the log; report any drift. */
   readonly verify: (runId: string) => Effect.Effect<Verification, E>
@@ -294,6 +296,12 @@ export const make: Effect.Effect<RunsService, never, SqlClient.SqlClient | Publi
           Effect.mapError(sqlFailure)
         )
       ),
+    eventBounds: (principal, runId) =>
+      Effect.gen(function*() {
+        const row = yield* owned(principal, runId)
+        const [min] = yield* sql<{ first: string | null }>`SELECT min(seq) AS first FROM runtime.run_events WHERE run_id = ${runId}`.pipe(Effect.mapError(sqlFailure))
+        return { latest: BigInt(row.latest_seq), first: min?.first == null ? undefined : BigInt(min.first), threadId: row.thread_id }
+      }),
     receipt: (principal, runId) =>
       Effect.gen(function*() {
         const row = yield* owned(principal, runId)

@@ -46,6 +46,8 @@ export interface WorkersService {
   readonly appendEvent: (principal: Principal, workerId: string, event: { eventType: string; payload?: unknown }) => Effect.Effect<WorkerEvent, E>
   readonly stop: (principal: Principal, workerId: string, reason?: string | undefined) => Effect.Effect<{ workerId: string; status: Projection.WorkerStatus; idempotentReplay: boolean }, E>
   readonly events: (principal: Principal, workerId: string, afterSeq: bigint, limit: number) => Effect.Effect<ReadonlyArray<WorkerEvent>, E>
+  /** The latest seq of an owned worker and the lowest seq still stored (undefined when none is). */
+  readonly eventBounds: (principal: Principal, workerId: string) => Effect.Effect<{ latest: bigint; first: bigint | undefined }, E>
   readonly ownerOf: (workerId: string) => Effect.Effect<string | undefined, E>
 }
 
@@ -94,6 +96,22 @@ const view = (s: Projection.WorkerState, now = Date.now()): WorkerView => ({
 const sqlFailure = (e: SqlError) => Errors.internal(`runtime storage failed: ${e.message}`)
 const projectionFailure = (e: { message: string }) => Errors.internal(`projection failed: ${e.message}`)
 const randomId = () => `w_${globalThis.crypto.randomUUID().replace(/-/g, "").slice(0, 20)}`
+
+/**
+ * Handshake events (`worker.event` with method `ios/handshake` or `desktop/handshake_ack`) must
+ * say who shook hands with whom: source, method, handshake_id, occurred_at, and device_id (iOS)
+ * or desktop_session_id (desktop), as non-empty strings (UPSTREAM_SPEC §2.5).
+ */
+const HANDSHAKES: Record<string, string> = { "ios/handshake": "device_id", "desktop/handshake_ack": "desktop_session_id" }
+
+export const checkHandshake = (eventType: string, payload: unknown): Errors.RuntimeError | undefined => {
+  if (eventType !== "worker.event" || typeof payload !== "object" || payload === null) return undefined
+  const p = payload as Record<string, unknown>
+  const method = p["method"]
+  if (typeof method !== "string" || !(method in HANDSHAKES)) return undefined
+  const missing = ["source", "method", "handshake_id", "occurred_at", HANDSHAKES[method]!].filter((f) => typeof p[f] !== "string" || (p[f] as string).length === 0)
+  return missing.length === 0 ? undefined : Errors.invalid(`a ${method} event needs ${missing.join(", ")}`, { field: "payload", missing })
+}
 
 export const make: Effect.Effect<WorkersService, never, SqlClient.SqlClient | Publisher.Publisher | Checkpoints.Checkpoints> = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
@@ -231,6 +249,8 @@ export const make: Effect.Effect<WorkersService, never, SqlClient.SqlClient | Pu
       Effect.gen(function*() {
         const type = Errors.checkEventType(input.eventType, "worker.")
         if (typeof type !== "string") return yield* Effect.fail(type)
+        const handshake = checkHandshake(type, input.payload)
+        if (handshake !== undefined) return yield* Effect.fail(handshake)
         return yield* inTransaction(
           Effect.gen(function*() {
             const row = yield* ownedRow(principal, workerId, true)
@@ -258,6 +278,12 @@ export const make: Effect.Effect<WorkersService, never, SqlClient.SqlClient | Pu
           Effect.mapError(sqlFailure)
         )
       ),
+    eventBounds: (principal, workerId) =>
+      Effect.gen(function*() {
+        const row = yield* ownedRow(principal, workerId, false)
+        const [min] = yield* sql<{ first: string | null }>`SELECT min(seq) AS first FROM runtime.codex_worker_events WHERE worker_id = ${workerId}`.pipe(Effect.mapError(sqlFailure))
+        return { latest: BigInt(row.latest_seq), first: min?.first == null ? undefined : BigInt(min.first) }
+      }),
     ownerOf: (workerId) => Effect.map(loadRow(workerId, false), (row) => row?.owner_user_id)
   }
 })

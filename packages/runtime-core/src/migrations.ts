@@ -84,6 +84,27 @@ export const migrations = {
         inserted_at timestamptz NOT NULL DEFAULT now(),
         CONSTRAINT codex_worker_events_worker_seq_key UNIQUE (worker_id, seq)
       );
+    `)),
+  "0002_runtime_auth": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe(`
+      -- Sessions control revoked: bearer tokens (sid) and sync tokens (oa_session_id) of these
+      -- sessions are refused until expires_at (longer than any token the session holds), on every
+      -- node and across restarts.
+      CREATE TABLE runtime.revoked_sessions (
+        session_id varchar(256) PRIMARY KEY,
+        reason varchar(32) NOT NULL,
+        revoked_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL
+      );
+      CREATE INDEX revoked_sessions_expires_at_idx ON runtime.revoked_sessions (expires_at);
+
+      -- Nonces of signed internal requests, shared by every node so a captured request cannot be
+      -- replayed against another node within its lifetime.
+      CREATE TABLE runtime.internal_nonces (
+        nonce varchar(128) PRIMARY KEY,
+        expires_at timestamptz NOT NULL
+      );
+      CREATE INDEX internal_nonces_expires_at_idx ON runtime.internal_nonces (expires_at);
     `))
 }
 
