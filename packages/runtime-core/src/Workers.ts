@@ -7,7 +7,7 @@
 // Stop is idempotent. Requests and events are refused (409) on a worker that is not running.
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Checkpoints, Publisher } from "@openagents/khala-core"
+import { Checkpoints, Publisher, ReadModels } from "@openagents/khala-core"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -46,9 +46,26 @@ export interface WorkersService {
   readonly appendEvent: (principal: Principal, workerId: string, event: { eventType: string; payload?: unknown }) => Effect.Effect<WorkerEvent, E>
   readonly stop: (principal: Principal, workerId: string, reason?: string | undefined) => Effect.Effect<{ workerId: string; status: Projection.WorkerStatus; idempotentReplay: boolean }, E>
   readonly events: (principal: Principal, workerId: string, afterSeq: bigint, limit: number) => Effect.Effect<ReadonlyArray<WorkerEvent>, E>
+  /** Recompute the worker's summary from its event log; check it against the row and the read model. */
+  readonly verify: (workerId: string) => Effect.Effect<WorkerVerification, E>
+  /** Rebuild the worker's row state and summary from its event log (only when they differ). */
+  readonly reproject: (workerId: string) => Effect.Effect<{ changed: boolean }, E>
+  readonly reprojectAll: Effect.Effect<{ workers: number; changed: number }, E>
   /** The latest seq of an owned worker and the lowest seq still stored (undefined when none is). */
   readonly eventBounds: (principal: Principal, workerId: string) => Effect.Effect<{ latest: bigint; first: bigint | undefined }, E>
   readonly ownerOf: (workerId: string) => Effect.Effect<string | undefined, E>
+}
+
+export interface WorkerVerification {
+  readonly workerId: string
+  readonly eventCount: number
+  /** Seqs are 1..n with no gap. */
+  readonly dense: boolean
+  readonly rowMatches: boolean
+  readonly summaryMatches: boolean
+  readonly storedSummaryHash: string | undefined
+  readonly recomputedSummaryHash: string
+  readonly drift: boolean
 }
 
 export class Workers extends Context.Tag("@openagents/runtime-core/Workers")<Workers, WorkersService>() {}
@@ -113,10 +130,11 @@ export const checkHandshake = (eventType: string, payload: unknown): Errors.Runt
   return missing.length === 0 ? undefined : Errors.invalid(`a ${method} event needs ${missing.join(", ")}`, { field: "payload", missing })
 }
 
-export const make: Effect.Effect<WorkersService, never, SqlClient.SqlClient | Publisher.Publisher | Checkpoints.Checkpoints> = Effect.gen(function*() {
+export const make: Effect.Effect<WorkersService, never, SqlClient.SqlClient | Publisher.Publisher | Checkpoints.Checkpoints | ReadModels.ReadModels> = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const publisher = yield* Publisher.Publisher
   const checkpoints = yield* Checkpoints.Checkpoints
+  const readModels = yield* ReadModels.ReadModels
 
   const loadRow = (workerId: string, lock: boolean) =>
     (lock
@@ -184,6 +202,79 @@ export const make: Effect.Effect<WorkersService, never, SqlClient.SqlClient | Pu
 
   const requireRunning = (row: WorkerRow) =>
     row.status === "running" ? Effect.void : Effect.fail(Errors.conflict(`worker ${row.worker_id} is ${row.status}`, { status: row.status }))
+
+  const allEvents = (workerId: string) =>
+    sql<{ seq: string; event_type: string; payload: unknown; inserted_at: Date }>`
+      SELECT seq, event_type, payload, inserted_at FROM runtime.codex_worker_events WHERE worker_id = ${workerId} ORDER BY seq`.pipe(
+      Effect.map((rows) => rows.map((r) => ({ seq: BigInt(r.seq), eventType: r.event_type, payload: r.payload, at: r.inserted_at }))),
+      Effect.mapError(sqlFailure)
+    )
+
+  /** The state the log folds into, from the row's fixed fields (the same fold as every append). */
+  const refold = (row: WorkerRow, events: ReadonlyArray<Projection.WorkerEventInput>) => {
+    const fixed = toState(row)
+    const initial: Projection.WorkerState = {
+      ...fixed,
+      status: "running",
+      latestSeq: 0n,
+      latestEventType: null,
+      latestEventAt: null,
+      startedAt: events[0]?.at ?? fixed.startedAt,
+      stoppedAt: null,
+      lastHeartbeatAt: null
+    }
+    return events.reduce(Projection.foldWorker, initial)
+  }
+
+  const sameState = (a: Projection.WorkerState, b: Projection.WorkerState) =>
+    Checkpoints.summaryHash(Projection.workerSummary(a)) === Checkpoints.summaryHash(Projection.workerSummary(b))
+
+  const storedSummaryHash = (state: Projection.WorkerState) =>
+    readModels.get(Projection.workerTopic(state.ownerUserId), Projection.workerDocKey(state.workerId)).pipe(
+      Effect.map((doc) => (doc === undefined ? undefined : Checkpoints.summaryHash(JSON.parse(doc.payload)))),
+      Effect.mapError(projectionFailure)
+    )
+
+  const verify: WorkersService["verify"] = (workerId) =>
+    Effect.gen(function*() {
+      const row = yield* loadRow(workerId, false)
+      if (row === undefined) return yield* Effect.fail(Errors.notFound(`worker ${workerId} not found`))
+      const events = yield* allEvents(workerId)
+      const state = refold(row, events)
+      const recomputed = Checkpoints.summaryHash(Projection.workerSummary(state))
+      const stored = yield* storedSummaryHash(state)
+      const dense = events.every((e, i) => e.seq === BigInt(i + 1))
+      const rowMatches = sameState(state, toState(row))
+      const summaryMatches = stored === recomputed
+      return { workerId, eventCount: events.length, dense, rowMatches, summaryMatches, storedSummaryHash: stored, recomputedSummaryHash: recomputed, drift: !dense || !rowMatches || !summaryMatches }
+    })
+
+  const reproject: WorkersService["reproject"] = (workerId) =>
+    inTransaction(
+      Effect.gen(function*() {
+        const row = yield* loadRow(workerId, true)
+        if (row === undefined) return yield* Effect.fail(Errors.notFound(`worker ${workerId} not found`))
+        const state = refold(row, yield* allEvents(workerId))
+        const summary = Projection.workerSummary(state)
+        const wanted = Checkpoints.summaryHash(summary)
+        if ((yield* storedSummaryHash(state)) === wanted && sameState(state, toState(row))) return { changed: false }
+        yield* writeState(state)
+        const topic = Projection.workerTopic(state.ownerUserId)
+        const docKey = Projection.workerDocKey(state.workerId)
+        yield* publisher.publish(topic, [{ docKey, docVersion: state.latestSeq, payload: summary }]).pipe(Effect.mapError(projectionFailure))
+        yield* checkpoints.put({
+          projectionName: PROJECTION_NAME,
+          entityId: state.workerId,
+          documentId: docKey,
+          topic,
+          lastRuntimeSeq: state.latestSeq,
+          projectionVersion: Projection.PROJECTION_VERSION,
+          summaryHash: wanted,
+          lastProjectedAt: new Date()
+        }).pipe(Effect.mapError(projectionFailure))
+        return { changed: true }
+      })
+    )
 
   const optionalRef = (field: string, value: string | undefined) =>
     value === undefined ? Effect.succeed(undefined) : typeof value === "string" && value.length > 0 && value.length <= 255 ? Effect.succeed(value) : Effect.fail(Errors.invalid(`${field} must be 1..255 characters`, { field }))
@@ -278,6 +369,14 @@ export const make: Effect.Effect<WorkersService, never, SqlClient.SqlClient | Pu
           Effect.mapError(sqlFailure)
         )
       ),
+    verify,
+    reproject,
+    reprojectAll: Effect.gen(function*() {
+      const ids = yield* sql<{ worker_id: string }>`SELECT worker_id FROM runtime.codex_workers ORDER BY worker_id`.pipe(Effect.mapError(sqlFailure))
+      let changed = 0
+      for (const { worker_id } of ids) if ((yield* reproject(worker_id)).changed) changed++
+      return { workers: ids.length, changed }
+    }),
     eventBounds: (principal, workerId) =>
       Effect.gen(function*() {
         const row = yield* ownedRow(principal, workerId, false)

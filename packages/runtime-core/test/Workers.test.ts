@@ -1,4 +1,5 @@
 import { describe, expect, layer } from "@effect/vitest"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { Journal, ReadModels, Topic } from "@openagents/khala-core"
 import * as SqlTesting from "@openagents/sql-pglite/testing"
 import * as Effect from "effect/Effect"
@@ -15,6 +16,29 @@ const code = <A, E extends { code: string }, R>(effect: Effect.Effect<A, E, R>) 
 for (const engine of SqlTesting.engines()) {
   describe(`workers on ${engine.name}`, () => {
     layer(runtimeLayer(engine.layer), { excludeTestServices: true })((it) => {
+      it.effect("verifies a worker against its event log and repairs a drifted row and summary by reprojection", () =>
+        Effect.gen(function*() {
+          const workers = yield* Workers.Workers
+          const sql = yield* SqlClient.SqlClient
+          const id = freshWorker()
+          yield* workers.create(alice, { workerId: id, workspaceRef: "repo-v" })
+          yield* workers.appendEvent(alice, id, { eventType: "worker.heartbeat" })
+          yield* workers.appendEvent(alice, id, { eventType: "worker.output", payload: { line: 1 } })
+          yield* workers.stop(alice, id, "done")
+          const clean = yield* workers.verify(id)
+          expect([clean.eventCount, clean.dense, clean.rowMatches, clean.summaryMatches, clean.drift]).toEqual([4, true, true, true, false])
+          expect((yield* workers.reproject(id)).changed).toBe(false)
+          // The row says running and the read model says failed: both disagree with the log.
+          yield* sql`UPDATE runtime.codex_workers SET status = 'running', stopped_at = NULL WHERE worker_id = ${id}`
+          yield* sql`UPDATE runtime.sync_codex_worker_summaries SET payload = jsonb_set(payload, '{status}', '"failed"')
+                     WHERE topic = ${Projection.workerTopic("alice")} AND doc_key = ${Projection.workerDocKey(id)}`
+          const drifted = yield* workers.verify(id)
+          expect([drifted.rowMatches, drifted.summaryMatches, drifted.drift]).toEqual([false, false, true])
+          expect(yield* workers.reprojectAll).toMatchObject({ changed: 1 })
+          expect((yield* workers.verify(id)).drift).toBe(false)
+          expect((yield* workers.get(alice, id)).status).toBe("stopped")
+        }))
+
       it.effect("creates idempotently for the owner, refuses another principal, and reattaches a stopped worker", () =>
         Effect.gen(function*() {
           const workers = yield* Workers.Workers
