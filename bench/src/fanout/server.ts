@@ -176,9 +176,7 @@ const startWsLoop = async (init: Init): Promise<Driver> => {
 }
 
 const startKhala = async (init: Init): Promise<Driver> => {
-  // TestServer from its source file: its package export, @openagents/khala-core/testing, also
-  // re-exports the vitest conformance suites, and importing vitest outside vitest throws.
-  const TestServer = await import("../../../packages/khala-core/src/TestServer.js")
+  const { TestServer } = await import("@openagents/khala-core/testing")
   const { UwsTransport } = await import("@openagents/khala-core")
   const loaded = UwsTransport.load()
   if (!loaded.native) throw new Error(`uWS is not native on ${process.version} (${loaded.module}): refusing to benchmark the pure-JS fallback`)

@@ -1,7 +1,7 @@
 // The Khala storage conformance suite. Every adapter — in memory, SQL on PGlite, SQL on Postgres,
 // or one you write — must pass it:
 //
-//   import { JournalSuite } from "@openagents/khala-core/testing"
+//   import { JournalSuite } from "@openagents/khala-core/testing/vitest"
 //   JournalSuite.run("my-adapter", myStorageLayer, { concurrent: true })
 //
 // It registers vitest tests (needs vitest, @effect/vitest and fast-check). Each test uses topics

@@ -2,7 +2,7 @@
 // user's own). It receives only validated, prepared input: topic parsing, key and size limits,
 // canonical JSON and hashing, batch clamps and the stale rules live once, in the ports built on
 // top of it (Journal, ReadModels, Snapshot, Retention, Checkpoints), so every adapter behaves
-// identically. `JournalSuite` in `@openagents/khala-core/testing` checks an adapter against the
+// identically. `JournalSuite` in `@openagents/khala-core/testing/vitest` checks an adapter against the
 // ports.
 //
 // What an adapter must guarantee:
