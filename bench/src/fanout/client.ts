@@ -9,7 +9,7 @@ import { SyncWire } from "@openagents/khala-core"
 import { FRAME_KIND_UPDATE_BATCH, now, scan, scanned, userTopic } from "./common.js"
 
 type Kind = "khala" | "uws-raw" | "ws-loop"
-type Topology = "1x1000" | "1000x1" | "idle"
+type Topology = "1x1000" | "1000x1" | "1000x1-tx" | "idle"
 
 interface Conn {
   readonly ws: WebSocket
