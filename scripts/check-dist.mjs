@@ -5,11 +5,25 @@
 // a user does.
 import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { createRequire } from "node:module"
-import { join } from "node:path"
+import { dirname, join, resolve } from "node:path"
 
 const root = new URL("..", import.meta.url).pathname
 const require = createRequire(join(root, "package.json"))
 const dirs = ["proto", ...readdirSync(join(root, "packages")).map((d) => `packages/${d}`)]
+// Conformance-suite entries import vitest, which only loads inside its runner: they are checked
+// for their files but not loaded. An entry counts as one when its source, following the
+// package's own relative imports, imports vitest; every other entry — test servers and clients
+// included — must load in plain Node.
+const importsVitest = (file, seen = new Set()) => {
+  if (seen.has(file)) return false
+  seen.add(file)
+  const text = readFileSync(file, "utf8")
+  for (const [, spec] of text.matchAll(/(?:from|import)\s*\(?\s*"([^"]+)"/g)) {
+    if (spec === "vitest" || spec === "@effect/vitest") return true
+    if (spec.startsWith(".") && importsVitest(resolve(dirname(file), spec.replace(/\.js$/, ".ts")), seen)) return true
+  }
+  return false
+}
 let failures = 0
 let checked = 0
 for (const dir of dirs) {
@@ -21,8 +35,7 @@ for (const dir of dirs) {
       for (const file of [target.import.types, target.import.default, target.require.types, target.require.default]) {
         if (!existsSync(join(root, dir, file))) throw new Error(`missing ${dir}/${file}`)
       }
-      // Test-support entries (conformance suites) import vitest, which only loads inside its runner.
-      if (subpath === "./testing") {
+      if (importsVitest(join(root, dir, target["@openagents/source"]))) {
         checked++
         continue
       }

@@ -1,6 +1,7 @@
 // The published shape of every @openagents package: each export has a source entry (tests and
 // typecheck use it) and ESM, CJS and .d.ts targets (users get those), tsup builds exactly the
 // exported entries, and the manifest carries what npm and bundlers need.
+import { spawnSync } from "node:child_process"
 import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
@@ -56,5 +57,16 @@ describe.each(dirs)("%s", (dir) => {
     const deps = manifest.dependencies ?? {}
     if (deps["effect"]) expect(deps["effect"]).toMatch(/^\^3\./)
     if (deps["@bufbuild/protobuf"]) expect(deps["@bufbuild/protobuf"]).toBe("2.13.0")
+  })
+})
+
+// Test servers and clients are for benchmarks and tools too, so their entries must load without
+// vitest (importing vitest outside its runner throws). Run in a plain Node child, from source.
+describe("test-support entries outside vitest", () => {
+  it("@openagents/khala-core/testing loads in plain Node", () => {
+    const script = `const m = await import("@openagents/khala-core/testing"); if (typeof m.TestServer.start !== "function" || typeof m.TestClient !== "function") throw new Error("missing exports")`
+    const result = spawnSync(process.execPath, ["--conditions=@openagents/source", "--import", "tsx", "--input-type=module", "-e", script], { cwd: root, encoding: "utf8" })
+    expect(result.stderr).toBe("")
+    expect(result.status).toBe(0)
   })
 })

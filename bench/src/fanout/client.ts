@@ -9,7 +9,7 @@ import { SyncWire } from "@openagents/khala-core"
 import { FRAME_KIND_UPDATE_BATCH, now, scan, scanned, userTopic } from "./common.js"
 
 type Kind = "khala" | "uws-raw" | "ws-loop"
-type Topology = "1x1000" | "1000x1" | "idle"
+type Topology = "1x1000" | "1000x1" | "1000x1-tx" | "idle"
 
 interface Conn {
   readonly ws: WebSocket
@@ -106,9 +106,8 @@ const onLive = (c: Conn, data: Buffer) => {
   }
 }
 
-// TestServer (for `token`) from its source file: @openagents/khala-core/testing also re-exports
-// the vitest suites, and importing vitest outside vitest throws.
-const TestServerP = import("../../../packages/khala-core/src/TestServer.js")
+// TestServer for `token`.
+const TestServerP = import("@openagents/khala-core/testing").then((m) => m.TestServer)
 
 /** Open one connection; for khala, also hello + subscribe + wait until live. */
 const connect = async (url: string, index: number, topology: Topology): Promise<Conn> => {

@@ -27,8 +27,14 @@ console.log(`Started ${r.startedAt}; waited ${Math.round((r.waitForQuiet?.waited
 console.log(`Load per phase (loadavg1 before→after; CPU cores used by other processes, approximate): ${Object.entries(r.phaseLoad ?? {}).map(([p, l]) => `${p} ${l.loadavg1Before}→${l.loadavg1After}, others ${l.foreignCores ?? "?"} cores`).join("; ")}\n`)
 
 if (r.throughput) {
-  for (const topology of ["1x1000", "1000x1"]) {
-    console.log(`### ${topology === "1x1000" ? "1 topic × 1,000 subscribers" : "1,000 topics × 1 subscriber"}\n`)
+  const titles = {
+    "1x1000": "1 topic × 1,000 subscribers",
+    "1000x1": "1,000 topics × 1 subscriber (khala: one commit per event)",
+    "1000x1-tx": "1,000 topics × 1 subscriber (khala: one commit per 1,000 events, one to each topic)"
+  }
+  for (const topology of Object.keys(titles)) {
+    if (!r.throughput.some((e) => e.topology === topology)) continue
+    console.log(`### ${titles[topology]}\n`)
     const rows = []
     for (const payloadBytes of [100, 2048]) {
       const get = (kind) => r.throughput.find((e) => e.topology === topology && e.kind === kind)?.payloads.find((p) => p.payloadBytes === payloadBytes)

@@ -5,8 +5,10 @@
 // Every server and every client set runs in a child process of its own (server.ts, client.ts;
 // TypeScript through tsx, workspace packages through the "@openagents/source" condition):
 //
-//   throughput     topologies 1x1000 (one topic, 1,000 subscribers) and 1000x1 (1,000 topics, one
-//                  subscriber each), payloads of 100 B and 2 KiB, servers khala / uws-raw /
+//   throughput     topologies 1x1000 (one topic, 1,000 subscribers), 1000x1 (1,000 topics, one
+//                  subscriber each; khala commits every event on its own) and 1000x1-tx (the same,
+//                  but khala commits one event to each of the 1,000 topics in one transaction),
+//                  payloads of 100 B and 2 KiB, servers khala / uws-raw /
 //                  ws-loop, all three up at once with their rounds interleaved: a warm-up round
 //                  per server (discarded; it sizes the next round to about ROUND_SECONDS), then
 //                  ROUNDS measured rounds, each timed from the server's first publish until the
@@ -49,7 +51,7 @@ const resultsFile = option("out", join(here, "..", "..", "results", "fanout.json
 const QUICK = flag("quick")
 const PHASES = option("phases", "throughput,latency,memory,memory-bundle,profile").split(",")
 const SUBSCRIBERS = 1000
-const TOPOLOGIES = option("topologies", "1x1000,1000x1").split(",")
+const TOPOLOGIES = option("topologies", "1x1000,1000x1,1000x1-tx").split(",")
 const KINDS = option("kinds", "uws-raw,ws-loop,khala").split(",")
 const PAYLOADS = [100, 2048]
 const ROUNDS = QUICK ? 1 : 3

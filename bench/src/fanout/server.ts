@@ -9,7 +9,10 @@
 //            topic, in a loop.
 //
 // Topologies: "1x1000" (every connection on one topic), "1000x1" (connection i alone on topic i),
-// "idle" (connection i on topic i, nothing published; for the memory test).
+// "1000x1-tx" (the same connections; khala commits one event to every topic in one
+// Publisher.transaction, so the fanout, not the commit, is what is measured; the baselines have no
+// commit and do exactly what they do in "1000x1"), "idle" (connection i on topic i, nothing
+// published; for the memory test).
 // The publish loop is the same for every kind: slices of about `sliceDeliveries` deliveries, with
 // `setImmediate` between slices so the sockets can drain.
 import { createRequire } from "node:module"
@@ -17,13 +20,14 @@ import { randomBytes } from "node:crypto"
 import { writeFileSync } from "node:fs"
 import { Session } from "node:inspector"
 import { PerformanceObserver } from "node:perf_hooks"
-import { type Storage, SyncWire } from "@openagents/khala-core"
+import * as Effect from "effect/Effect"
+import { Publisher, type Storage, SyncWire } from "@openagents/khala-core"
 import { FrameKind } from "@openagents/proto/sync/v1"
 import { canonicalJson } from "@openagents/proto/canonical-json"
 import { FRAME_KIND_UPDATE_BATCH, makePayload, now, userTopic } from "./common.js"
 
 type Kind = "khala" | "uws-raw" | "ws-loop"
-type Topology = "1x1000" | "1000x1" | "idle"
+type Topology = "1x1000" | "1000x1" | "1000x1-tx" | "idle"
 
 interface Init {
   readonly kind: Kind
@@ -63,6 +67,8 @@ interface Driver {
   readonly native: boolean
   /** Publish one event to topic index `t` (returns a promise for khala). */
   readonly publishOne: (t: number, payloadBytes: number) => void | Promise<unknown>
+  /** "1000x1-tx": one event to every topic in one commit (khala only). */
+  readonly publishRound?: (payloadBytes: number) => Promise<unknown>
   /** Latency runs: publish event `i` (1-based) to topic 0 carrying `stamp`; its watermark and commit time. */
   readonly publishStamped: (i: number, payloadBytes: number, stamp: string) => Promise<{ watermark: number; committedAt: number }>
   readonly connections: () => number
@@ -176,15 +182,14 @@ const startWsLoop = async (init: Init): Promise<Driver> => {
 }
 
 const startKhala = async (init: Init): Promise<Driver> => {
-  // TestServer from its source file: its package export, @openagents/khala-core/testing, also
-  // re-exports the vitest conformance suites, and importing vitest outside vitest throws.
-  const TestServer = await import("../../../packages/khala-core/src/TestServer.js")
+  const { TestServer } = await import("@openagents/khala-core/testing")
   const { UwsTransport } = await import("@openagents/khala-core")
   const loaded = UwsTransport.load()
   if (!loaded.native) throw new Error(`uWS is not native on ${process.version} (${loaded.module}): refusing to benchmark the pure-JS fallback`)
   const ts = await TestServer.start({ transport: UwsTransport.transport })
   let version = 0
   const payloads = new Map<number, unknown>()
+  const topicNames = Array.from({ length: init.topics }, (_, t) => topicName(init.topology, t))
   return {
     url: ts.url,
     native: ts.server.native && ts.server.adapter === "uws",
@@ -192,6 +197,12 @@ const startKhala = async (init: Init): Promise<Driver> => {
       let payload = payloads.get(payloadBytes)
       if (payload === undefined) payloads.set(payloadBytes, payload = makePayload(payloadBytes))
       return ts.publish(topicName(init.topology, t), [{ docKey: "d", docVersion: ++version, payload }])
+    },
+    publishRound: (payloadBytes) => {
+      let payload = payloads.get(payloadBytes)
+      if (payload === undefined) payloads.set(payloadBytes, payload = makePayload(payloadBytes))
+      const docs = [{ docKey: "d", docVersion: ++version, payload }]
+      return ts.run(Effect.flatMap(Publisher.Publisher, (p) => p.transaction(Effect.forEach(topicNames, (topic) => p.publish(topic, docs), { discard: true }))))
     },
     publishStamped: async (_i, payloadBytes, stamp) => {
       // The commit time is the journal's insertedAt (ms resolution, taken inside the commit).
@@ -248,6 +259,11 @@ const runThroughput = async (events: number, payloadBytes: number, sliceDeliveri
   while (k < total) {
     const end = Math.min(total, k + slice)
     let pending: Array<Promise<unknown>> | undefined
+    if (init!.topology === "1000x1-tx" && d.publishRound !== undefined) {
+      // Whole rounds: one commit per round, every topic in it.
+      for (; k < end; k += topics) (pending ??= []).push(d.publishRound(payloadBytes))
+      k = Math.min(k, total)
+    }
     for (; k < end; k++) {
       const r = d.publishOne(k % topics, payloadBytes)
       if (r !== undefined) (pending ??= []).push(r)

@@ -18,7 +18,7 @@ import { StaleCursorError } from "./Errors.js"
 import type { AppendEntry, PrepareError } from "./internal/prepare.js"
 import { MAX_INT8, MAX_UINT64, prepareBatch, validateInteger, validateLimit } from "./internal/prepare.js"
 import * as Staleness from "./Staleness.js"
-import type { JournalEvent, PublishResult } from "./Storage.js"
+import type { JournalEvent, PublishResult, StoredRead } from "./Storage.js"
 import { KhalaStorage } from "./Storage.js"
 import * as Topic from "./Topic.js"
 
@@ -57,6 +57,14 @@ export interface JournalService {
   readonly append: (topic: string, entries: ReadonlyArray<AppendEntry>) => Effect.Effect<ReadonlyArray<JournalEvent>, AppendError>
   readonly publish: (topic: string, documents: ReadonlyArray<AppendEntry>) => Effect.Effect<PublishResult, AppendError>
   readonly read: (topic: string, after: bigint, options?: ReadOptions) => Effect.Effect<ReadResult, ReadError>
+  /**
+   * `read` for several topics at once, in one storage round trip when the adapter can (each topic
+   * at most once). A stale topic is reported in its own entry rather than failing the others.
+   */
+  readonly readMany: (
+    reads: ReadonlyArray<{ readonly topic: string; readonly after: bigint }>,
+    options?: ReadOptions
+  ) => Effect.Effect<ReadonlyMap<string, ReadResult | StaleCursorError>, Exclude<ReadError, StaleCursorError>>
   readonly position: (topic: string) => Effect.Effect<Staleness.Position, InvalidTopicError | JournalStorageError>
   readonly positions: (topics: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, Staleness.Position>, InvalidTopicError | JournalStorageError>
   /** Fails with stale_cursor listing every stale topic (with its snapshot plan inputs). */
@@ -82,6 +90,42 @@ export const make: Effect.Effect<JournalService, never, KhalaStorage> = Effect.g
       return Array.isArray(prepared) ? Effect.succeed({ topic: t, prepared }) : Effect.fail(prepared as PrepareError)
     })
 
+  /** The cursor and clamps of a read, or why it is invalid. */
+  const validateRead = (after: bigint, options: ReadOptions | undefined) => {
+    const cursor = validateInteger("resume watermark", after, MAX_UINT64)
+    if (typeof cursor !== "bigint") return cursor
+    const maxRows = validateLimit("maxRows", options?.maxRows, Topic.MAX_BATCH_UPDATES, Topic.MAX_BATCH_UPDATES)
+    if (typeof maxRows !== "number") return maxRows
+    const maxBytes = validateLimit("maxBytes", options?.maxBytes, Topic.MAX_BATCH_BYTES, Topic.MAX_BATCH_BYTES)
+    if (typeof maxBytes !== "number") return maxBytes
+    return { cursor, maxRows, maxBytes }
+  }
+  // A cursor beyond int8 cannot name a stored event: it is ahead of any head.
+  const clampCursor = (cursor: bigint) => (cursor > MAX_INT8 ? MAX_INT8 : cursor)
+
+  const toResult = (parsed: Topic.Topic, cursor: bigint, stored: StoredRead): ReadResult | StaleCursorError => {
+    const topic = parsed.topic
+    if (cursor < stored.floor || cursor > stored.head) {
+      const reasons: Array<Staleness.StaleReason> = cursor < stored.floor ? ["retention_floor_breach"] : ["cursor_ahead_of_head"]
+      return new StaleCursorError({
+        staleTopics: [{
+          topic,
+          reasons,
+          qosTier: parsed.topicClass.qosTier,
+          resumeAfter: cursor,
+          retentionFloor: stored.floor,
+          headWatermark: stored.head,
+          replayLag: stored.head > cursor ? stored.head - cursor : 0n,
+          replayBudgetEvents: parsed.topicClass.replayBudgetEvents,
+          epoch: storage.epoch
+        }]
+      })
+    }
+    const last = stored.events[stored.events.length - 1]
+    const next = last === undefined ? cursor : last.watermark
+    return { topic, events: stored.events, head: stored.head, floor: stored.floor, next, complete: next >= stored.head }
+  }
+
   const positions = (topics: ReadonlyArray<string>) =>
     Effect.flatMap(Effect.forEach(topics, parse), () => storage.positions(topics))
 
@@ -94,37 +138,42 @@ export const make: Effect.Effect<JournalService, never, KhalaStorage> = Effect.g
       Effect.flatMap(prepare(topic, documents, true), ({ prepared, topic }) =>
         prepared.length === 0 ? Effect.succeed({ events: [], skipped: [] }) : storage.publish(topic, prepared)),
     read: (topic, after, options) =>
-      Effect.gen(function*() {
-        const parsed = yield* parse(topic)
-        const cursor = validateInteger("resume watermark", after, MAX_UINT64)
-        if (typeof cursor !== "bigint") return yield* Effect.fail(cursor)
-        const maxRows = validateLimit("maxRows", options?.maxRows, Topic.MAX_BATCH_UPDATES, Topic.MAX_BATCH_UPDATES)
-        if (typeof maxRows !== "number") return yield* Effect.fail(maxRows)
-        const maxBytes = validateLimit("maxBytes", options?.maxBytes, Topic.MAX_BATCH_BYTES, Topic.MAX_BATCH_BYTES)
-        if (typeof maxBytes !== "number") return yield* Effect.fail(maxBytes)
-        // A cursor beyond int8 cannot name a stored event: it is ahead of any head.
-        const stored = yield* storage.read(topic, cursor > MAX_INT8 ? MAX_INT8 : cursor, maxRows, maxBytes)
-        if (cursor < stored.floor || cursor > stored.head) {
-          const reasons: Array<Staleness.StaleReason> = cursor < stored.floor ? ["retention_floor_breach"] : ["cursor_ahead_of_head"]
-          return yield* Effect.fail(
-            new StaleCursorError({
-              staleTopics: [{
-                topic,
-                reasons,
-                qosTier: parsed.topicClass.qosTier,
-                resumeAfter: cursor,
-                retentionFloor: stored.floor,
-                headWatermark: stored.head,
-                replayLag: stored.head > cursor ? stored.head - cursor : 0n,
-                replayBudgetEvents: parsed.topicClass.replayBudgetEvents,
-                epoch: storage.epoch
-              }]
-            })
-          )
+      Effect.suspend((): Effect.Effect<ReadResult, ReadError> => {
+        // Plain checks, no generator: this runs for every catch-up batch.
+        const parsed = registry.parse(topic)
+        if (!("topicClass" in parsed)) return Effect.fail(parsed)
+        const limits = validateRead(after, options)
+        if ("_tag" in limits) return Effect.fail(limits)
+        return Effect.flatMap(storage.read(topic, clampCursor(limits.cursor), limits.maxRows, limits.maxBytes), (stored) => {
+          const result = toResult(parsed, limits.cursor, stored)
+          return result instanceof StaleCursorError ? Effect.fail(result) : Effect.succeed(result)
+        })
+      }),
+    readMany: (reads, options) =>
+      Effect.suspend((): Effect.Effect<ReadonlyMap<string, ReadResult | StaleCursorError>, Exclude<ReadError, StaleCursorError>> => {
+        const parsed: Array<Topic.Topic> = []
+        for (const r of reads) {
+          const p = registry.parse(r.topic)
+          if (!("topicClass" in p)) return Effect.fail(p)
+          const checked = validateRead(r.after, undefined)
+          if ("_tag" in checked) return Effect.fail(checked)
+          parsed.push(p)
         }
-        const last = stored.events[stored.events.length - 1]
-        const next = last === undefined ? cursor : last.watermark
-        return { topic, events: stored.events, head: stored.head, floor: stored.floor, next, complete: next >= stored.head }
+        const limits = validateRead(0n, options)
+        if ("_tag" in limits) return Effect.fail(limits)
+        const { maxBytes, maxRows } = limits
+        const clamped = reads.map((r) => ({ topic: r.topic, after: clampCursor(r.after) }))
+        const stored: Effect.Effect<ReadonlyMap<string, StoredRead>, JournalStorageError> = storage.readMany !== undefined
+          ? storage.readMany(clamped, maxRows, maxBytes)
+          : Effect.map(
+            Effect.forEach(clamped, (r) => storage.read(r.topic, r.after, maxRows, maxBytes)),
+            (results) => new Map(results.map((result, i) => [clamped[i]!.topic, result]))
+          )
+        return Effect.map(stored, (found) => {
+          const out = new Map<string, ReadResult | StaleCursorError>()
+          reads.forEach((r, i) => out.set(r.topic, toResult(parsed[i]!, r.after, found.get(r.topic) ?? { head: 0n, floor: 0n, events: [] })))
+          return out
+        })
       }),
     position: (topic) => Effect.map(positions([topic]), (map) => map.get(topic) ?? { head: 0n, floor: 0n }),
     positions,

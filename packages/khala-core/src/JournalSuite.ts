@@ -1,7 +1,7 @@
 // The Khala storage conformance suite. Every adapter — in memory, SQL on PGlite, SQL on Postgres,
 // or one you write — must pass it:
 //
-//   import { JournalSuite } from "@openagents/khala-core/testing"
+//   import { JournalSuite } from "@openagents/khala-core/testing/vitest"
 //   JournalSuite.run("my-adapter", myStorageLayer, { concurrent: true })
 //
 // It registers vitest tests (needs vitest, @effect/vitest and fast-check). Each test uses topics
@@ -168,6 +168,32 @@ export const run = <E>(name: string, storage: Layer.Layer<KhalaStorage, E>, opti
           expect(watermarks).toEqual(Array.from({ length: 32 * perWriter }, (_, i) => BigInt(i + 1)))
           const stored = yield* readAll(topic, 0n)
           expect(stored.map((e) => e.watermark)).toEqual(watermarks)
+        }))
+
+      it.effect("reads several topics at once as read does each, a stale one in its own entry", () =>
+        Effect.gen(function*() {
+          const journal = yield* Journal.Journal
+          const a = freshTopic("suite.events")
+          const b = freshTopic("suite.events")
+          const empty = freshTopic("suite.events")
+          const ahead = freshTopic("suite.events")
+          yield* journal.append(a, docs(5))
+          yield* journal.append(b, docs(3))
+          yield* journal.append(ahead, docs(1))
+          const reads = [{ topic: a, after: 2n }, { topic: b, after: 0n }, { topic: empty, after: 0n }, { topic: ahead, after: 4n }]
+          const many = yield* journal.readMany(reads, { maxRows: 2 })
+          expect([...many.keys()].sort()).toEqual(reads.map((r) => r.topic).sort())
+          for (const r of reads.slice(0, 3)) expect(many.get(r.topic)).toEqual(yield* journal.read(r.topic, r.after, { maxRows: 2 }))
+          expect(many.get(a)).toMatchObject({ next: 4n, complete: false })
+          expect(many.get(empty)).toMatchObject({ events: [], head: 0n, next: 0n, complete: true })
+          const stale = many.get(ahead)
+          expect(stale).toBeInstanceOf(Errors.StaleCursorError)
+          expect((stale as Errors.StaleCursorError).staleTopics[0]).toMatchObject({ topic: ahead, reasons: ["cursor_ahead_of_head"] })
+          // An adapter that keeps the payload's UTF-8 keeps exactly that.
+          for (const e of (many.get(b) as Journal.ReadResult).events) {
+            if (e.payloadUtf8 !== undefined) expect(new TextDecoder().decode(e.payloadUtf8)).toBe(e.payload)
+          }
+          expect(yield* Effect.flip(journal.readMany([{ topic: "no-such-class:x:y", after: 0n }]))).toMatchObject({ _tag: "InvalidTopicError" })
         }))
 
       it.effect("caps a read at maxRows and maxBytes, clamps to the server limits, and returns at least one event", () =>

@@ -15,7 +15,7 @@ export const fanoutBatches = Metric.counter("khala_fanout_batches_total", { desc
 export const fanoutLatency = Metric.histogram(
   "khala_fanout_latency_ms",
   MetricBoundaries.fromIterable([1, 2, 5, 10, 20, 50, 100, 250, 500, 1000, 5000]),
-  "From journal commit to live publish, in milliseconds"
+  "From journal commit to live publish, in milliseconds: one observation per published batch, of its oldest event"
 )
 export const slowConsumerDemotions = Metric.counter("khala_slow_consumer_demotions_total", { description: "Subscribers demoted from live push to paced replay" })
 export const slowConsumerDisconnects = Metric.counter("khala_slow_consumer_disconnects_total", { description: "Connections closed as slow consumers" })

@@ -35,15 +35,14 @@ export const make: Effect.Effect<PublisherService, never, Journal | Notifier | K
   /** Set inside any storage transaction, ours or not, by `transaction` below. */
   const after = <A, E>(topic: string, effect: Effect.Effect<A, E>) =>
     Effect.flatMap(effect, (result) =>
-      Effect.flatMap(FiberRef.get(pending), (set) => {
+      // The fiber's refs read directly: one step instead of a FiberRef.get effect per publish.
+      Effect.withFiberRuntime<A>((fiber) => {
+        const set = fiber.getFiberRef(pending)
         if (set !== undefined) {
           set.add(topic)
           return Effect.succeed(result)
         }
-        return storage.inTransaction.pipe(
-          Effect.flatMap((inside) => (inside ? Effect.void : notifier.wake([topic]))),
-          Effect.as(result)
-        )
+        return Effect.flatMap(storage.inTransaction, (inside) => (inside ? Effect.succeed(result) : Effect.as(notifier.wake([topic]), result)))
       }))
   return {
     publish: (topic, documents) => after(topic, journal.publish(topic, documents)),

@@ -2,7 +2,7 @@
 // user's own). It receives only validated, prepared input: topic parsing, key and size limits,
 // canonical JSON and hashing, batch clamps and the stale rules live once, in the ports built on
 // top of it (Journal, ReadModels, Snapshot, Retention, Checkpoints), so every adapter behaves
-// identically. `JournalSuite` in `@openagents/khala-core/testing` checks an adapter against the
+// identically. `JournalSuite` in `@openagents/khala-core/testing/vitest` checks an adapter against the
 // ports.
 //
 // What an adapter must guarantee:
@@ -38,6 +38,11 @@ export interface JournalEvent {
   readonly docVersion: bigint
   /** Canonical JSON; null when the row is a pointer (hydration_required). */
   readonly payload: string | null
+  /**
+   * The UTF-8 of `payload`, when the adapter keeps it (the built-in ones do): the wire sends these
+   * bytes as they are instead of encoding the text again for every batch it builds.
+   */
+  readonly payloadUtf8?: Uint8Array | undefined
   readonly payloadHash: Uint8Array | null
   readonly payloadBytes: number
   readonly insertedAt: Date
@@ -87,6 +92,16 @@ export interface KhalaStorageService {
   readonly append: (topic: Topic, entries: ReadonlyArray<PreparedEntry>) => Effect.Effect<ReadonlyArray<JournalEvent>, JournalStorageError>
   readonly publish: (topic: Topic, entries: ReadonlyArray<PreparedEntry>) => Effect.Effect<PublishResult, JournalStorageError>
   readonly read: (topic: string, after: bigint, maxRows: number, maxBytes: number) => Effect.Effect<StoredRead, JournalStorageError>
+  /**
+   * `read` for several topics at once (each topic at most once in `reads`), keyed by topic; each
+   * result as `read` would return it. Optional: without it the journal reads topic by topic.
+   * The fanout hub uses it to read every topic one commit touched in one round trip.
+   */
+  readonly readMany?: (
+    reads: ReadonlyArray<{ readonly topic: string; readonly after: bigint }>,
+    maxRows: number,
+    maxBytes: number
+  ) => Effect.Effect<ReadonlyMap<string, StoredRead>, JournalStorageError>
   readonly positions: (topics: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, Position>, JournalStorageError>
   readonly getDocument: (table: string, topic: string, docKey: string) => Effect.Effect<StoredDocument | undefined, JournalStorageError>
   /** Every document of a topic with the head watermark, read from one consistent view. */

@@ -151,6 +151,11 @@ export const tokenRefreshed = (format: Format, expiresAtMs: number, requestId: s
 
 export const error = (format: Format, message: SyncError, topic = "") => encodeFrame(format, FrameKind.ERROR, SyncErrorSchema, message, topic)
 
+/** The UTF-8 of an event's payload: the adapter's copy when it kept one (the built-in ones do). */
+const payloadUtf8 = (e: JournalEvent): Uint8Array =>
+  e.payload === null ? EMPTY : (e.payloadUtf8 ?? textEncoder.encode(e.payload))
+const EMPTY = new Uint8Array(0)
+
 /** Journal events as wire updates (payload bytes are the stored canonical JSON). */
 export const toUpdates = (events: ReadonlyArray<JournalEvent>): Array<Update> =>
   events.map((e) => ({
@@ -158,9 +163,9 @@ export const toUpdates = (events: ReadonlyArray<JournalEvent>): Array<Update> =>
     topic: e.topic,
     docKey: e.docKey,
     docVersion: e.docVersion,
-    payload: e.payload === null ? new Uint8Array() : textEncoder.encode(e.payload),
+    payload: payloadUtf8(e),
     watermark: e.watermark,
-    payloadHash: e.payloadHash ?? new Uint8Array(),
+    payloadHash: e.payloadHash ?? EMPTY,
     hydrationRequired: e.payload === null
   }))
 
@@ -177,6 +182,7 @@ export const updateBatch = (
   head: bigint,
   epoch: string
 ): Encoded => {
+  if (format === "binary") return encodeUpdateBatchFrame(topic, events, replayComplete, head, epoch)
   const last = events[events.length - 1]
   return encodeFrame(
     format,
@@ -186,6 +192,177 @@ export const updateBatch = (
     topic,
     last?.watermark ?? 0n
   )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The update batch frame, encoded by hand.
+//
+// It is the one frame on the hot path (every live fanout and every catch-up batch), and
+// protobuf-es's reflective toBinary costs ~10 µs per one-update frame: it builds the message
+// objects, encodes the UpdateBatch, then copies it into the KhalaFrame envelope. Here the sizes
+// are computed first and every byte is written once into one buffer; the payload is copied
+// once, from the journal's UTF-8. The output is byte-identical to
+// `toBinary(KhalaFrame{payload: toBinary(UpdateBatch)})` — fields in number order, proto3
+// defaults (0, "", false, empty bytes) omitted — which test/SyncWire.test.ts checks by property.
+//
+//   KhalaFrame   1 schema_version varint, 2 topic bytes, 3 seq varint, 4 kind varint, 5 payload bytes
+//   UpdateBatch  1 updates (Update, repeated), 2 replay_complete bool, 3 head_watermarks (TopicCursor)
+//   Update       1 topic, 2 doc_key, 3 doc_version, 4 payload, 5 watermark, 6 payload_hash, 7 hydration_required
+//   TopicCursor  1 topic, 2 watermark, 3 epoch
+
+const TWO_32 = 0x1_0000_0000n
+
+const varintSize = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x20_0000 ? 3 : n < 0x1000_0000 ? 4 : 5)
+const varint64Size = (v: bigint): number => {
+  if (v < TWO_32) return varintSize(Number(v))
+  let n = 0
+  while (v > 0n) {
+    n++
+    v >>= 7n
+  }
+  return n
+}
+/** Bytes of a length-delimited field with a one-byte tag: tag + length + data. */
+const fieldSize = (length: number): number => 1 + varintSize(length) + length
+
+/** ASCII strings (topics, keys, epochs in practice) are written from their char codes; others through TextEncoder. */
+const isAscii = (s: string): boolean => {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false
+  return true
+}
+/** A string's UTF-8 for writing: itself when ASCII (then its length is its byte length). */
+const utf8 = (s: string): string | Uint8Array => (isAscii(s) ? s : textEncoder.encode(s))
+
+// The frame being written, and its write position: module state, so that encoding allocates
+// nothing but the frame itself (encoding is synchronous, never re-entered).
+let buf = EMPTY
+let pos = 0
+const writeVarint = (n: number) => {
+  while (n >= 0x80) {
+    buf[pos++] = (n & 0x7f) | 0x80
+    n >>>= 7
+  }
+  buf[pos++] = n
+}
+const writeVarint64 = (v: bigint) => {
+  if (v < TWO_32) return writeVarint(Number(v))
+  while (v >= 0x80n) {
+    buf[pos++] = Number(v & 0x7fn) | 0x80
+    v >>= 7n
+  }
+  buf[pos++] = Number(v)
+}
+const writeBytes = (tag: number, b: string | Uint8Array) => {
+  buf[pos++] = tag
+  writeVarint(b.length)
+  if (typeof b === "string") {
+    for (let i = 0; i < b.length; i++) buf[pos++] = b.charCodeAt(i)
+  } else {
+    buf.set(b, pos)
+    pos += b.length
+  }
+}
+
+// Per-update sizes of the batch being encoded, reused between calls.
+const updateSizes: Array<number> = []
+
+/** Lengths and enum values are written with `>>>`, so they must stay below 2^32 (frames are far smaller). */
+const encodeUpdateBatchFrame = (
+  topic: string,
+  events: ReadonlyArray<JournalEvent>,
+  replayComplete: boolean,
+  head: bigint,
+  epoch: string
+): Uint8Array => {
+  const topicBytes = utf8(topic)
+  const epochBytes = utf8(epoch)
+  // Sizes, innermost first. Strings are converted again when written: ASCII ones cost nothing.
+  const n = events.length
+  let batchSize = 0
+  for (let i = 0; i < n; i++) {
+    const e = events[i]!
+    let size = 0
+    const t = e.topic === topic ? topicBytes : utf8(e.topic)
+    if (t.length > 0) size += fieldSize(t.length)
+    const k = utf8(e.docKey)
+    if (k.length > 0) size += fieldSize(k.length)
+    if (e.docVersion !== 0n) size += 1 + varint64Size(e.docVersion)
+    const p = payloadUtf8(e)
+    if (p.length > 0) size += fieldSize(p.length)
+    if (e.watermark !== 0n) size += 1 + varint64Size(e.watermark)
+    const h = e.payloadHash
+    if (h !== null && h.length > 0) size += fieldSize(h.length)
+    if (e.payload === null) size += 2
+    updateSizes[i] = size
+    batchSize += fieldSize(size)
+  }
+  let cursorSize = 0
+  if (topicBytes.length > 0) cursorSize += fieldSize(topicBytes.length)
+  if (head !== 0n) cursorSize += 1 + varint64Size(head)
+  if (epochBytes.length > 0) cursorSize += fieldSize(epochBytes.length)
+  if (replayComplete) batchSize += 2
+  batchSize += fieldSize(cursorSize)
+  const seq = n > 0 ? events[n - 1]!.watermark : 0n
+  let frameSize = 2 + 2 + fieldSize(batchSize) // schema_version and kind: one byte each
+  if (topicBytes.length > 0) frameSize += fieldSize(topicBytes.length)
+  if (seq !== 0n) frameSize += 1 + varint64Size(seq)
+
+  // allocUnsafe takes small frames from Node's shared pool, much cheaper than a new ArrayBuffer;
+  // every byte is written below.
+  buf = Buffer.allocUnsafe(frameSize)
+  pos = 0
+  buf[pos++] = 0x08
+  writeVarint(SCHEMA_VERSION)
+  if (topicBytes.length > 0) writeBytes(0x12, topicBytes)
+  if (seq !== 0n) {
+    buf[pos++] = 0x18
+    writeVarint64(seq)
+  }
+  buf[pos++] = 0x20
+  writeVarint(FrameKind.UPDATE_BATCH)
+  buf[pos++] = 0x2a
+  writeVarint(batchSize)
+  for (let i = 0; i < n; i++) {
+    const e = events[i]!
+    buf[pos++] = 0x0a
+    writeVarint(updateSizes[i]!)
+    const t = e.topic === topic ? topicBytes : utf8(e.topic)
+    if (t.length > 0) writeBytes(0x0a, t)
+    const k = utf8(e.docKey)
+    if (k.length > 0) writeBytes(0x12, k)
+    if (e.docVersion !== 0n) {
+      buf[pos++] = 0x18
+      writeVarint64(e.docVersion)
+    }
+    const p = payloadUtf8(e)
+    if (p.length > 0) writeBytes(0x22, p)
+    if (e.watermark !== 0n) {
+      buf[pos++] = 0x28
+      writeVarint64(e.watermark)
+    }
+    const h = e.payloadHash
+    if (h !== null && h.length > 0) writeBytes(0x32, h)
+    if (e.payload === null) {
+      buf[pos++] = 0x38
+      buf[pos++] = 1
+    }
+  }
+  if (replayComplete) {
+    buf[pos++] = 0x10
+    buf[pos++] = 1
+  }
+  buf[pos++] = 0x1a
+  writeVarint(cursorSize)
+  if (topicBytes.length > 0) writeBytes(0x0a, topicBytes)
+  if (head !== 0n) {
+    buf[pos++] = 0x10
+    writeVarint64(head)
+  }
+  if (epochBytes.length > 0) writeBytes(0x1a, epochBytes)
+  const frame = buf
+  buf = EMPTY
+  if (pos !== frameSize) throw new Error(`khala: update batch frame encoded to ${pos} bytes, sized ${frameSize}`)
+  return frame
 }
 
 // ---------------------------------------------------------------------------------------------

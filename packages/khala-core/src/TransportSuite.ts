@@ -1,7 +1,7 @@
 // The transport conformance suite: what the Khala server relies on from a WebSocket transport,
 // checked over real sockets on 127.0.0.1. Both adapters (uWS, ws) pass it; so must yours:
 //
-//   import { TransportSuite } from "@openagents/khala-core/testing"
+//   import { TransportSuite } from "@openagents/khala-core/testing/vitest"
 //   TransportSuite.run(myTransport)
 import { describe, expect, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"

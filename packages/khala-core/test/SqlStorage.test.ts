@@ -3,7 +3,7 @@
 import { describe, expect, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Journal, SqlStorage } from "@openagents/khala-core"
-import { JournalSuite } from "@openagents/khala-core/testing"
+import { JournalSuite } from "@openagents/khala-core/testing/vitest"
 import * as SqlTesting from "@openagents/sql-pglite/testing"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"

@@ -1,7 +1,7 @@
 // The conformance suite on every adapter: in memory, SQL on embedded PGlite, SQL on Postgres.
 import * as SqlClient from "@effect/sql/SqlClient"
 import { MemoryStorage, SqlStorage } from "@openagents/khala-core"
-import { JournalSuite } from "@openagents/khala-core/testing"
+import { JournalSuite } from "@openagents/khala-core/testing/vitest"
 import * as SqlTesting from "@openagents/sql-pglite/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"

@@ -1,5 +1,5 @@
 import { UwsTransport, WsTransport } from "@openagents/khala-core"
-import { TransportSuite } from "@openagents/khala-core/testing"
+import { TransportSuite } from "@openagents/khala-core/testing/vitest"
 import { expect, it } from "vitest"
 
 TransportSuite.run(UwsTransport.transport)

@@ -1,7 +1,10 @@
 // In-memory Khala storage, for tests, browsers and embedding. Every operation is one synchronous
 // step on shared state, so it is atomic by construction. `transaction` blocks run one at a time
-// (operations outside a block wait for it) and restore the state they started from when they
-// fail, so a rolled-back append leaves no gap here either. State lives as long as the layer.
+// (operations outside a block wait for it) and undo what they changed when they fail, so a
+// rolled-back append leaves no gap here either. State lives as long as the layer.
+//
+// The undo log costs each write inside a block one closure, instead of copying the whole state
+// when the block starts; operations outside a block take no permit unless a block is running.
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -14,7 +17,7 @@ import * as ReadModels from "../ReadModels.js"
 import * as Retention from "../Retention.js"
 import * as Snapshot from "../Snapshot.js"
 import type { Position } from "../Staleness.js"
-import type { Checkpoint, JournalEvent, KhalaStorageService, PreparedEntry, StoredDocument } from "../Storage.js"
+import type { Checkpoint, JournalEvent, KhalaStorageService, PreparedEntry, StoredDocument, StoredRead } from "../Storage.js"
 import { KhalaStorage, UPDATE_OVERHEAD_BYTES } from "../Storage.js"
 import type { Topic } from "../Topic.js"
 
@@ -25,6 +28,8 @@ interface TopicState {
   events: Array<JournalEvent>
 }
 
+const textEncoder = new TextEncoder()
+
 const randomEpoch = () => {
   const bytes = new Uint8Array(16)
   globalThis.crypto.getRandomValues(bytes)
@@ -33,28 +38,29 @@ const randomEpoch = () => {
 
 
 export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
-  let topics = new Map<string, TopicState>()
-  let tables = new Map<string, Map<string, Map<string, StoredDocument>>>()
-  let checkpoints = new Map<string, Map<string, Checkpoint>>()
+  const topics = new Map<string, TopicState>()
+  const tables = new Map<string, Map<string, Map<string, StoredDocument>>>()
+  const checkpoints = new Map<string, Map<string, Checkpoint>>()
   const epoch = randomEpoch()
 
-  // One transaction at a time; plain operations take the same permit, unless they run inside
-  // the transaction that holds it.
+  // One transaction at a time. A plain operation is one synchronous step, so it only has to wait
+  // for a running transaction (not for other plain operations), unless it runs inside it.
   const permit = yield* Effect.makeSemaphore(1)
   const inTransaction = FiberRef.unsafeMake(false)
+  let transactionRunning = false
+  /** What the running transaction changed, newest last: run in reverse to roll it back. */
+  let undo: Array<() => void> | undefined
   const exclusive = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-    Effect.flatMap(FiberRef.get(inTransaction), (inside) => (inside ? effect : permit.withPermits(1)(effect)))
-  const copyState = () => ({
-    topics: new Map([...topics].map(([k, v]) => [k, { head: v.head, floor: v.floor, events: [...v.events] }])),
-    tables: new Map([...tables].map(([t, byTopic]) => [t, new Map([...byTopic].map(([k, docs]) => [k, new Map(docs)]))])),
-    checkpoints: new Map([...checkpoints].map(([k, v]) => [k, new Map(v)]))
-  })
+    transactionRunning
+      ? Effect.withFiberRuntime<A, E, R>((fiber) => (fiber.getFiberRef(inTransaction) ? effect : permit.withPermits(1)(effect)))
+      : effect
 
   const topicState = (topic: string) => {
     let state = topics.get(topic)
     if (state === undefined) {
       state = { head: 0n, floor: 0n, events: [] }
       topics.set(topic, state)
+      if (undo !== undefined) undo.push(() => topics.delete(topic))
     }
     return state
   }
@@ -68,6 +74,15 @@ export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
 
   const appendNow = (topic: Topic, entries: ReadonlyArray<PreparedEntry>, now: Date) => {
     const state = topicState(topic.topic)
+    if (undo !== undefined && entries.length > 0) {
+      const { head, events } = state
+      const length = events.length
+      undo.push(() => {
+        state.head = head
+        state.events = events
+        events.length = length
+      })
+    }
     const out: Array<JournalEvent> = []
     for (const e of entries) {
       state.head += 1n
@@ -77,6 +92,8 @@ export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
         docKey: e.docKey,
         docVersion: e.docVersion,
         payload: e.payload,
+        // Encoded once here; every live and catch-up batch sends these bytes.
+        payloadUtf8: e.payload === null ? undefined : textEncoder.encode(e.payload),
         payloadHash: e.payloadHash,
         payloadBytes: e.payloadBytes,
         insertedAt: now
@@ -88,6 +105,21 @@ export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
   }
 
   const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
+
+  const readNow = (topic: string, after: bigint, maxRows: number, maxBytes: number): StoredRead => {
+    const state = topics.get(topic)
+    if (state === undefined) return { head: 0n, floor: 0n, events: [] }
+    const start = after < state.floor ? 0 : Number(after - state.floor)
+    const events: Array<JournalEvent> = []
+    let bytes = 0
+    for (let i = start; i < state.events.length && events.length < maxRows; i++) {
+      const e = state.events[i]!
+      bytes += e.payloadBytes + utf8Length(e.docKey) + UPDATE_OVERHEAD_BYTES
+      if (events.length > 0 && bytes > maxBytes) break
+      events.push(e)
+    }
+    return { head: state.head, floor: state.floor, events }
+  }
 
   const service: KhalaStorageService = {
     epoch,
@@ -105,25 +137,18 @@ export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
             skipped.push(e.docKey)
             continue
           }
+          if (undo !== undefined) undo.push(current === undefined ? () => docs.delete(e.docKey) : () => docs.set(e.docKey, current))
           docs.set(e.docKey, { topic: topic.topic, docKey: e.docKey, docVersion: e.docVersion, payload: e.document, payloadHash: e.payloadHash, updatedAt: at })
           accepted.push(e)
         }
         return { events: appendNow(topic, accepted, at), skipped }
       })),
-    read: (topic, after, maxRows, maxBytes) =>
+    read: (topic, after, maxRows, maxBytes) => Effect.sync(() => readNow(topic, after, maxRows, maxBytes)),
+    readMany: (reads, maxRows, maxBytes) =>
       Effect.sync(() => {
-        const state = topics.get(topic)
-        if (state === undefined) return { head: 0n, floor: 0n, events: [] }
-        const start = after < state.floor ? 0 : Number(after - state.floor)
-        const events: Array<JournalEvent> = []
-        let bytes = 0
-        for (let i = start; i < state.events.length && events.length < maxRows; i++) {
-          const e = state.events[i]!
-          bytes += e.payloadBytes + utf8Length(e.docKey) + UPDATE_OVERHEAD_BYTES
-          if (events.length > 0 && bytes > maxBytes) break
-          events.push(e)
-        }
-        return { head: state.head, floor: state.floor, events }
+        const out = new Map<string, StoredRead>()
+        for (const r of reads) out.set(r.topic, readNow(r.topic, r.after, maxRows, maxBytes))
+        return out
       }),
     positions: (list) =>
       Effect.sync(() => {
@@ -157,6 +182,13 @@ export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
         let n = 0
         while (n < batchSize && n < state.events.length && state.events[n]!.insertedAt < cutoff) n++
         if (n > 0) {
+          if (undo !== undefined) {
+            const { events, floor } = state
+            undo.push(() => {
+              state.floor = floor
+              state.events = events
+            })
+          }
           state.floor = state.events[n - 1]!.watermark
           state.events = state.events.slice(n)
         }
@@ -167,6 +199,11 @@ export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
       exclusive(Effect.sync(() => {
         let byEntity = checkpoints.get(checkpoint.projectionName)
         if (byEntity === undefined) checkpoints.set(checkpoint.projectionName, byEntity = new Map())
+        if (undo !== undefined) {
+          const map = byEntity
+          const previous = map.get(checkpoint.entityId)
+          undo.push(previous === undefined ? () => map.delete(checkpoint.entityId) : () => map.set(checkpoint.entityId, previous))
+        }
         byEntity.set(checkpoint.entityId, checkpoint)
       })),
     listCheckpoints: (projectionName, afterEntityId, limit) =>
@@ -183,16 +220,16 @@ export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
           ? effect
           : permit.withPermits(1)(
             Effect.suspend(() => {
-              const saved = copyState()
+              transactionRunning = true
+              const log: Array<() => void> = []
+              undo = log
               return Effect.locally(effect, inTransaction, true).pipe(
                 Effect.onExit((exit) =>
-                  Exit.isSuccess(exit)
-                    ? Effect.void
-                    : Effect.sync(() => {
-                      topics = saved.topics
-                      tables = saved.tables
-                      checkpoints = saved.checkpoints
-                    })
+                  Effect.sync(() => {
+                    transactionRunning = false
+                    undo = undefined
+                    if (!Exit.isSuccess(exit)) for (let i = log.length - 1; i >= 0; i--) log[i]!()
+                  })
                 )
               )
             })

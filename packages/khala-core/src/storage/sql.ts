@@ -52,12 +52,15 @@ interface DocumentRow {
   readonly updated_at: Date
 }
 
+const textEncoder = new TextEncoder()
+
 const toEvent = (topic: string, row: EventRow): JournalEvent => ({
   topic,
   watermark: BigInt(row.watermark),
   docKey: row.doc_key,
   docVersion: BigInt(row.doc_version),
   payload: row.payload,
+  payloadUtf8: row.payload === null ? undefined : textEncoder.encode(row.payload),
   payloadHash: row.payload_hash,
   payloadBytes: Number(row.payload_bytes),
   insertedAt: row.inserted_at
