@@ -4,120 +4,12 @@
 // everything with exit 0, and a second start reuses the state (same user, same access-token keys).
 // Also the refusals: a port in use (nothing written or started), a service that is not ready in
 // time, and a child that dies (the rest are stopped, exit 1).
-import { type ChildProcess, spawn } from "node:child_process"
-import { createHmac } from "node:crypto"
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs"
 import { createServer, type Server } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-
-const root = new URL("..", import.meta.url).pathname
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer()
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as { port: number }).port
-      server.close(() => resolve(port))
-    })
-  })
-
-const portNames = [
-  "OA_START_CONTROL_PORT",
-  "OA_START_RUNTIME_PORT",
-  "OA_START_KHALA_PORT",
-  "OA_START_LND_WALLET_PORT",
-  "OA_START_LND_GATEWAY_PORT",
-  "OA_START_GATEWAY_PORT",
-  "OA_START_WALLET_EXECUTOR_PORT",
-  "OA_START_LIGHTNING_OPS_PORT"
-] as const
-type Ports = Record<(typeof portNames)[number], number>
-
-const freePorts = async (): Promise<Ports> => {
-  const ports: Partial<Ports> = {}
-  const seen = new Set<number>()
-  for (const name of portNames) {
-    let p = await freePort()
-    while (seen.has(p)) p = await freePort()
-    seen.add(p)
-    ports[name] = p
-  }
-  return ports as Ports
-}
-
-interface Supervisor {
-  readonly child: ChildProcess
-  readonly output: () => string
-  readonly exited: Promise<number | null>
-}
-
-const start = (ports: Ports, dataDir: string, extra: Record<string, string> = {}): Supervisor => {
-  const child = spawn(process.execPath, ["scripts/start.mjs"], {
-    cwd: root,
-    env: {
-      PATH: process.env["PATH"] ?? "",
-      HOME: process.env["HOME"] ?? "/tmp",
-      OA_START_DATA_DIR: dataDir,
-      ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
-      ...extra
-    },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  let out = ""
-  child.stdout!.on("data", (d) => (out += String(d)))
-  child.stderr!.on("data", (d) => (out += String(d)))
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
-  return { child, output: () => out, exited }
-}
-
-const until = async <A>(what: string, sup: Supervisor, f: () => A | undefined, timeoutMs = 150_000): Promise<A> => {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const a = f()
-    if (a !== undefined) return a
-    if (sup.child.exitCode !== null) throw new Error(`npm start exited (${sup.child.exitCode}) while waiting for ${what}:\n${sup.output()}`)
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${sup.output()}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
-
-const up = (sup: Supervisor) => until("the system", sup, () => (sup.output().includes("The system is up.") ? true : undefined))
-
-const post = async (url: string, body: unknown, headers: Record<string, string> = {}) => {
-  const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) })
-  return { status: response.status, body: await response.json() as any }
-}
-
-/** The email-code flow of the local provider, with the code read from the dev outbox file. */
-const signIn = async (sup: Supervisor, control: string, dataDir: string, email: string) => {
-  const sent = await post(`${control}/api/auth/email`, { email })
-  expect(sent.status).toBe(200)
-  const challengeId: string = sent.body.challengeId
-  const code = await until("the sign-in code", sup, () => {
-    const outbox = join(dataDir, "dev-outbox.log")
-    if (!existsSync(outbox)) return undefined
-    return readFileSync(outbox, "utf8").match(new RegExp(`to=${email.replace(/[.]/g, "\\.")}  code=(\\d{6})  challenge=${challengeId}`))?.[1]
-  }, 10_000)
-  // It is also announced in the terminal.
-  expect(sup.output()).toContain(`sign-in code for ${email}: ${code}`)
-  const verified = await post(`${control}/api/auth/verify`, { code, challenge_id: challengeId }, { "x-client": "autopilot-ios" })
-  expect(verified.status).toBe(200)
-  return verified.body as { userId: string; token: string }
-}
-
-const hs256Valid = (jwt: string, secret: string) => {
-  const [header, payload, signature] = jwt.split(".")
-  return createHmac("sha256", secret).update(`${header}.${payload}`).digest("base64url") === signature
-}
-
-const portIsFree = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const server = createServer()
-    server.once("error", () => resolve(false))
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
-  })
+import { freePorts, hs256Valid, type Ports, portIsFree, post, root, signIn, start, type Supervisor, up } from "./support/supervisor.js"
 
 const runtimeExists = existsSync(join(root, "hosts/runtime/src/main.ts"))
 
