@@ -36,7 +36,8 @@ describe("npm start", () => {
     sup = start(ports, dataDir)
     await up(sup)
     const control = `http://127.0.0.1:${ports.OA_START_CONTROL_PORT}`
-    if (!runtimeExists) expect(sup.output()).toMatch(/runtime: .*hosts\/runtime\/src\/main\.ts does not exist yet/)
+    if (runtimeExists) expect((await fetch(`http://127.0.0.1:${ports.OA_START_RUNTIME_PORT}/healthz`)).status).toBe(200)
+    else expect(sup.output()).toMatch(/runtime: .*hosts\/runtime\/src\/main\.ts does not exist yet/)
 
     const secretsFile = join(dataDir, "dev-secrets.json")
     expect(statSync(secretsFile).mode & 0o777).toBe(0o600)

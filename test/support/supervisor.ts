@@ -10,14 +10,17 @@ import { expect } from "vitest"
 
 export const root = new URL("../..", import.meta.url).pathname
 
-export const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer()
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as { port: number }).port
-      server.close(() => resolve(port))
-    })
-  })
+/**
+ * A free port below Linux's ephemeral range (32768+): the supervisor releases its port check
+ * before the hosts bind, and a port from the ephemeral range could meanwhile become the local
+ * port of some outgoing connection on a busy machine.
+ */
+export const freePort = async (): Promise<number> => {
+  for (;;) {
+    const candidate = 20_000 + Math.floor(Math.random() * 12_000)
+    if (await portIsFree(candidate)) return candidate
+  }
+}
 
 const portNames = [
   "OA_START_CONTROL_PORT",
