@@ -255,7 +255,7 @@ const SIGN_IN_CODE = /local sign-in code for (\S+): (\d{6}) \(challenge ([^)\s]+
 const portFree = (p) =>
   new Promise((done) => {
     const server = createServer()
-    server.once("error", (error) => done(error.code === "EADDRINUSE" || error.code === "EACCES" ? error.code : true))
+    server.once("error", (error) => done(error.code ?? String(error)))
     server.listen(p, "127.0.0.1", () => server.close(() => done(true)))
   })
 
@@ -272,6 +272,8 @@ const launch = (service, index, secrets) => {
     env: childEnv,
     stdio: ["ignore", "pipe", "pipe"]
   })
+  // Spawning node itself failed (no exit event follows).
+  child.once("error", (error) => void shutdown(1, `${service.name} could not be started: ${error.message}`))
   say(`starting ${service.name} (pid ${child.pid})`)
   const tail = []
   const label = paint(palette[index % palette.length], service.name.padEnd(width))
@@ -390,7 +392,7 @@ const main = async () => {
   for (const s of services.filter(isPlanned)) {
     for (const p of s.ports) {
       const free = await portFree(p.port)
-      if (free !== true) taken.push(`  ${s.name}: 127.0.0.1:${p.port} is ${free === "EACCES" ? "not allowed" : "already in use"} — set ${p.name} to another port`)
+      if (free !== true) taken.push(`  ${s.name}: 127.0.0.1:${p.port} is ${free === "EADDRINUSE" ? "already in use" : `unavailable (${free})`} — set ${p.name} to another port`)
     }
   }
   if (taken.length > 0) fail(`cannot start; ports unavailable:\n${taken.join("\n")}`)
