@@ -1,0 +1,121 @@
+// `npm start` (scripts/start.mjs) as a user runs it, on free ports and a temporary data directory:
+// every service becomes ready, a user signs in with the code from the dev outbox and gets a sync
+// token signed with the shared development key, the Lightning hosts answer, Ctrl-C stops
+// everything with exit 0, and a second start reuses the state (same user, same access-token keys).
+// Also the refusals: a port in use (nothing written or started), a service that is not ready in
+// time, and a child that dies (the rest are stopped, exit 1).
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs"
+import { createServer, type Server } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { freePorts, hs256Valid, type Ports, portIsFree, post, root, signIn, start, type Supervisor, up } from "./support/supervisor.js"
+
+const runtimeExists = existsSync(join(root, "hosts/runtime/src/main.ts"))
+
+describe("npm start", () => {
+  let dataDir: string
+  let ports: Ports
+  let sup: Supervisor | undefined
+  let firstSession: { userId: string; token: string } | undefined
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), "oa-start-"))
+    ports = await freePorts()
+  })
+
+  afterAll(async () => {
+    if (sup !== undefined && sup.child.exitCode === null) {
+      sup.child.kill("SIGINT")
+      await sup.exited
+    }
+    rmSync(dataDir, { recursive: true, force: true })
+  })
+
+  it("starts every service, signs a user in, mints a sync token, and stops cleanly on SIGINT", async () => {
+    sup = start(ports, dataDir)
+    await up(sup)
+    const control = `http://127.0.0.1:${ports.OA_START_CONTROL_PORT}`
+    if (runtimeExists) expect((await fetch(`http://127.0.0.1:${ports.OA_START_RUNTIME_PORT}/healthz`)).status).toBe(200)
+    else expect(sup.output()).toMatch(/runtime: .*hosts\/runtime\/src\/main\.ts does not exist yet/)
+
+    const secretsFile = join(dataDir, "dev-secrets.json")
+    expect(statSync(secretsFile).mode & 0o777).toBe(0o600)
+    const secrets = JSON.parse(readFileSync(secretsFile, "utf8"))
+
+    const session = await signIn(sup, control, dataDir, "ada@example.com")
+    const minted = await post(`${control}/api/sync/token`, {}, { authorization: `Bearer ${session.token}` })
+    expect(minted.status).toBe(200)
+    // Signed with the shared key the runtime is given too.
+    expect(hs256Valid(minted.body.data.token, secrets.syncTokenKey.secret)).toBe(true)
+    expect(hs256Valid(minted.body.data.token, "another-key-another-key-another-key")).toBe(false)
+
+    for (const name of ["OA_START_GATEWAY_PORT", "OA_START_WALLET_EXECUTOR_PORT", "OA_START_LND_WALLET_PORT", "OA_START_LND_GATEWAY_PORT"] as const) {
+      const health = await fetch(`http://127.0.0.1:${ports[name]}/healthz`)
+      expect(health.status, name).toBe(200)
+    }
+    const ops = await fetch(`http://127.0.0.1:${ports.OA_START_LIGHTNING_OPS_PORT}/healthz`)
+    expect((await ops.json() as { service: string }).service).toBe("lightning-ops")
+    // The executor only answers its own token, from the dev secrets.
+    const status = await fetch(`http://127.0.0.1:${ports.OA_START_WALLET_EXECUTOR_PORT}/status`, { headers: { authorization: `Bearer ${secrets.walletExecutorToken}` } })
+    expect(status.status).toBe(200)
+
+    sup.child.kill("SIGINT")
+    expect(await sup.exited).toBe(0)
+    expect(sup.output()).toMatch(/stopped\n/)
+    for (const p of Object.values(ports)) expect(await portIsFree(p), `port ${p}`).toBe(true)
+    firstSession = session
+  }, 240_000)
+
+  it("reuses the state on a second start, and stops the rest when a child dies", async () => {
+    const first = firstSession!
+    sup = start(ports, dataDir)
+    await up(sup)
+    const control = `http://127.0.0.1:${ports.OA_START_CONTROL_PORT}`
+    // The access token from before the restart still verifies (persisted signing key, same user).
+    const me = await fetch(`${control}/api/auth/me`, { headers: { authorization: `Bearer ${first.token}` } })
+    expect(me.status).toBe(200)
+    const again = await signIn(sup, control, dataDir, "ada@example.com")
+    expect(again.userId).toBe(first.userId)
+
+    const gatewayPid = Number(sup.output().match(/starting l402-gateway \(pid (\d+)\)/)?.[1])
+    expect(gatewayPid).toBeGreaterThan(0)
+    process.kill(gatewayPid, "SIGKILL")
+    expect(await sup.exited).toBe(1)
+    expect(sup.output()).toMatch(/l402-gateway exited unexpectedly \(SIGKILL\); stopping the others/)
+    expect(sup.output()).toMatch(/--- last lines of l402-gateway ---/)
+    for (const p of Object.values(ports)) expect(await portIsFree(p), `port ${p}`).toBe(true)
+  }, 240_000)
+})
+
+describe("npm start refusals", () => {
+  it("names the service, the port and the variable when a port is in use, before writing or starting anything", async () => {
+    const ports = await freePorts()
+    const dataDir = join(mkdtempSync(join(tmpdir(), "oa-start-busy-")), "data")
+    const blocker: Server = createServer()
+    await new Promise<void>((resolve) => blocker.listen(ports.OA_START_GATEWAY_PORT, "127.0.0.1", resolve))
+    try {
+      const sup = start(ports, dataDir)
+      expect(await sup.exited).toBe(1)
+      expect(sup.output()).toContain(`l402-gateway: 127.0.0.1:${ports.OA_START_GATEWAY_PORT} is already in use — set OA_START_GATEWAY_PORT to another port`)
+      expect(sup.output()).not.toMatch(/starting /)
+      expect(existsSync(dataDir)).toBe(false)
+    } finally {
+      blocker.close()
+    }
+  }, 60_000)
+
+  it("stops everything with the tail of the log when a service is not ready in time", async () => {
+    const ports = await freePorts()
+    const dataDir = mkdtempSync(join(tmpdir(), "oa-start-slow-"))
+    try {
+      const sup = start(ports, dataDir, { OA_START_READY_TIMEOUT_MS: "1000" })
+      expect(await sup.exited).toBe(1)
+      expect(sup.output()).toMatch(/(lnd-sim|control) did not become ready within 1 s \(waiting for http:\/\/127\.0\.0\.1:\d+\/healthz; OA_START_READY_TIMEOUT_MS raises the limit\)/)
+      expect(sup.output()).toMatch(/--- last lines of (lnd-sim|control) ---/)
+      for (const p of Object.values(ports)) expect(await portIsFree(p), `port ${p}`).toBe(true)
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true })
+    }
+  }, 60_000)
+})

@@ -1,0 +1,120 @@
+// Test support: run `npm start` (scripts/start.mjs) as a child process on free 127.0.0.1 ports
+// and a given data directory, wait for it, and sign in through control's email-code flow with the
+// code from the dev outbox.
+import { type ChildProcess, spawn } from "node:child_process"
+import { createHmac } from "node:crypto"
+import { existsSync, readFileSync } from "node:fs"
+import { createServer } from "node:net"
+import { join } from "node:path"
+import { expect } from "vitest"
+
+export const root = new URL("../..", import.meta.url).pathname
+
+/**
+ * A free port below Linux's ephemeral range (32768+): the supervisor releases its port check
+ * before the hosts bind, and a port from the ephemeral range could meanwhile become the local
+ * port of some outgoing connection on a busy machine.
+ */
+export const freePort = async (): Promise<number> => {
+  for (;;) {
+    const candidate = 20_000 + Math.floor(Math.random() * 12_000)
+    if (await portIsFree(candidate)) return candidate
+  }
+}
+
+const portNames = [
+  "OA_START_CONTROL_PORT",
+  "OA_START_RUNTIME_PORT",
+  "OA_START_KHALA_PORT",
+  "OA_START_LND_WALLET_PORT",
+  "OA_START_LND_GATEWAY_PORT",
+  "OA_START_GATEWAY_PORT",
+  "OA_START_WALLET_EXECUTOR_PORT",
+  "OA_START_LIGHTNING_OPS_PORT"
+] as const
+export type Ports = Record<(typeof portNames)[number], number>
+
+export const freePorts = async (): Promise<Ports> => {
+  const ports: Partial<Ports> = {}
+  const seen = new Set<number>()
+  for (const name of portNames) {
+    let p = await freePort()
+    while (seen.has(p)) p = await freePort()
+    seen.add(p)
+    ports[name] = p
+  }
+  return ports as Ports
+}
+
+export interface Supervisor {
+  readonly child: ChildProcess
+  readonly output: () => string
+  readonly exited: Promise<number | null>
+}
+
+export const start = (ports: Ports, dataDir: string, extra: Record<string, string> = {}): Supervisor => {
+  const child = spawn(process.execPath, ["scripts/start.mjs"], {
+    cwd: root,
+    env: {
+      PATH: process.env["PATH"] ?? "",
+      HOME: process.env["HOME"] ?? "/tmp",
+      OA_START_DATA_DIR: dataDir,
+      ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
+      ...extra
+    },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let out = ""
+  child.stdout!.on("data", (d) => (out += String(d)))
+  child.stderr!.on("data", (d) => (out += String(d)))
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+  return { child, output: () => out, exited }
+}
+
+export const until = async <A>(what: string, sup: Supervisor, f: () => A | undefined, timeoutMs = 150_000): Promise<A> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const a = f()
+    if (a !== undefined) return a
+    if (sup.child.exitCode !== null) throw new Error(`npm start exited (${sup.child.exitCode}) while waiting for ${what}:\n${sup.output()}`)
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${sup.output()}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+export const up = (sup: Supervisor) => until("the system", sup, () => (sup.output().includes("The system is up.") ? true : undefined))
+
+export const post = async (url: string, body: unknown, headers: Record<string, string> = {}) => {
+  const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) })
+  return { status: response.status, body: await response.json() as any }
+}
+
+/** The email-code flow of the local provider, with the code read from the dev outbox file. */
+export const signIn = async (sup: Supervisor, control: string, dataDir: string, email: string) => {
+  const sent = await post(`${control}/api/auth/email`, { email })
+  expect(sent.status).toBe(200)
+  const challengeId: string = sent.body.challengeId
+  const code = await until("the sign-in code", sup, () => {
+    const outbox = join(dataDir, "dev-outbox.log")
+    if (!existsSync(outbox)) return undefined
+    return readFileSync(outbox, "utf8").match(new RegExp(`to=${email.replace(/[.]/g, "\\.")}  code=(\\d{6})  challenge=${challengeId}`))?.[1]
+  }, 10_000)
+  // It is also announced in the terminal.
+  expect(sup.output()).toContain(`sign-in code for ${email}: ${code}`)
+  const verified = await post(`${control}/api/auth/verify`, { code, challenge_id: challengeId }, { "x-client": "autopilot-ios" })
+  expect(verified.status).toBe(200)
+  return verified.body as { userId: string; token: string }
+}
+
+export const hs256Valid = (jwt: string, secret: string) => {
+  const [header, payload, signature] = jwt.split(".")
+  return createHmac("sha256", secret).update(`${header}.${payload}`).digest("base64url") === signature
+}
+
+export const portIsFree = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const server = createServer()
+    server.once("error", () => resolve(false))
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
+  })
+
