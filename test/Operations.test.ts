@@ -17,11 +17,13 @@ const configModules = [
   "packages/lightning/src/WalletExecutor.ts",
   "packages/lightning/src/lnd/rest.ts",
   "packages/lightning/src/lndsim/host.ts",
+  "packages/runtime-core/src/RuntimeHost.ts",
   "hosts/control/src/main.ts",
   "hosts/l402-gateway/src/main.ts",
   "hosts/lightning-ops/src/main.ts",
   "hosts/lnd-sim/src/main.ts",
-  "hosts/wallet-executor/src/main.ts"
+  "hosts/wallet-executor/src/main.ts",
+  "hosts/runtime/src/main.ts"
 ]
 
 const VARIABLE = /"((?:OA|LND|L402|WORKOS|DATABASE)_[A-Z0-9_]+|DATA_DIR|HOST|PORT)"/g

@@ -1,0 +1,79 @@
+// Two runtime hosts on one Postgres (needs TEST_DATABASE_URL): a write on one reaches Khala
+// subscribers and SSE streams on the other (LISTEN/NOTIFY), a revocation through one cuts the
+// other's sockets and streams and is refused by both, and a signed call used on one cannot be
+// replayed on the other.
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { InternalSignature } from "@openagents/host-kit"
+import { TestClient, TestServer } from "@openagents/khala-core/testing"
+import * as SqlTesting from "@openagents/sql-pglite/testing"
+import * as Effect from "effect/Effect"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Redacted from "effect/Redacted"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import * as Projection from "../src/Projection.js"
+import { type Host, INTERNAL_KEY, readSse, startHost } from "./host-support.js"
+
+const admin = SqlTesting.postgresUrl()
+
+describe.skipIf(admin === undefined)("two runtime hosts on one Postgres", () => {
+  let database: ManagedRuntime.ManagedRuntime<unknown, unknown>
+  let a: Host
+  let b: Host
+  beforeAll(async () => {
+    const fresh = SqlTesting.freshPostgres(admin!)
+    database = ManagedRuntime.make(fresh.layer) as never
+    await database.runtime()
+    const second = PgClient.layer({ url: Redacted.make(fresh.url), maxConnections: 10 })
+    a = await startHost(second)
+    b = await startHost(second)
+  }, 60_000)
+  afterAll(async () => {
+    await a?.dispose()
+    await b?.dispose()
+    await database?.dispose()
+  })
+
+  it("delivers a frame written through one host to a Khala subscriber and an SSE stream on the other", async () => {
+    await a.internal("POST", "/internal/v1/runs/mh-run/frames", "hana", { thread_id: "t", frame_id: "f1", type: "run.started", payload: {} })
+    const client = await TestClient.connect(b.khalaUrl)
+    await client.hello(await TestServer.token("hana"))
+    const topic = Projection.runTopic("hana")
+    await client.subscribe([topic], "s")
+    await client.until(topic, 1n)
+    const stream = await b.bearer("GET", "/internal/v1/runs/mh-run/stream", await b.accessToken("hana"))
+    const pending = readSse(stream, (events) => events.length >= 2)
+    await new Promise((r) => setTimeout(r, 200))
+    await a.internal("POST", "/internal/v1/runs/mh-run/frames", "hana", { thread_id: "t", frame_id: "f2", type: "run.delta", payload: { n: 2 } })
+    await a.internal("POST", "/internal/v1/runs/mh-run/frames", "hana", { thread_id: "t", frame_id: "f3", type: "run.delta", payload: { n: 3 } })
+    await client.until(topic, 3n)
+    expect(client.gaps + client.duplicates).toBe(0)
+    expect((await pending).events.map((e) => e.id)).toEqual(["2", "3"])
+    client.close()
+  })
+
+  it("a revocation through one host cuts the other's sockets and streams, and both refuse the session", async () => {
+    await a.internal("POST", "/internal/v1/runs/mh-rev/frames", "ivan", { thread_id: "t", frame_id: "f1", type: "run.started", payload: {} })
+    const token = await a.accessToken("ivan", { sid: "sess_ivan_mh" })
+    const stream = await b.bearer("GET", "/internal/v1/runs/mh-rev/stream", token)
+    const pending = readSse(stream, (events) => events.some((e) => e.event === "error"))
+    const socket = await TestClient.connect(b.khalaUrl)
+    await socket.hello(await TestServer.token("ivan", { oa_session_id: "sess_ivan_mh" }))
+    await new Promise((r) => setTimeout(r, 200))
+    const revoke = await a.internal("POST", "/internal/v1/sync/sessions/revoke", undefined, { session_ids: ["sess_ivan_mh"], reason: "admin_revoked" })
+    expect(revoke.status).toBe(200)
+    expect(JSON.parse((await pending).events.at(-1)!.data).code).toBe("reauth_required")
+    expect((await socket.closed).reason).toContain("reauth_required")
+    for (const host of [a, b]) {
+      const refused = await host.bearer("GET", "/internal/v1/runs/mh-rev/snapshot", token)
+      expect(((await refused.json()) as any).error.details.reason).toBe("session_revoked")
+    }
+  })
+
+  it("a signed call accepted by one host is a replay on the other", async () => {
+    const path = "/internal/v1/codex/workers"
+    const headers = await Effect.runPromise(InternalSignature.sign(INTERNAL_KEY, { method: "GET", path, userId: "jan" }))
+    expect((await fetch(`${a.baseUrl}${path}`, { headers })).status).toBe(200)
+    const replay = await fetch(`${b.baseUrl}${path}`, { headers })
+    expect([replay.status, ((await replay.json()) as any).error.details.reason]).toEqual([401, "token_replayed"])
+  })
+})
