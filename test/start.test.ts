@@ -8,6 +8,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs
 import { createServer, type Server } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { TestClient } from "@openagents/khala-core/testing"
+import { FrameKind } from "@openagents/proto/sync/v1"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { freePorts, hs256Valid, type Ports, portIsFree, post, root, signIn, start, type Supervisor, up } from "./support/supervisor.js"
 
@@ -49,6 +51,33 @@ describe("npm start", () => {
     // Signed with the shared key the runtime is given too.
     expect(hs256Valid(minted.body.data.token, secrets.syncTokenKey.secret)).toBe(true)
     expect(hs256Valid(minted.body.data.token, "another-key-another-key-another-key")).toBe(false)
+
+    if (runtimeExists) {
+      // The planes together: control's access token verifies at the runtime (JWKS fetched from
+      // control), control's proxy reaches the runtime with the signed internal header, control's
+      // sync token opens a Khala subscription, and signing out reaches the runtime through
+      // control's revocation outbox.
+      const runtime = `http://127.0.0.1:${ports.OA_START_RUNTIME_PORT}`
+      const auth = { authorization: `Bearer ${session.token}` }
+      expect((await post(`${runtime}/internal/v1/codex/workers`, { worker_id: "start-test-worker" }, auth)).status).toBe(202)
+      const proxied = await fetch(`${control}/api/runtime/codex/workers`, { headers: auth })
+      expect(proxied.status).toBe(200)
+      expect(((await proxied.json()) as { data: Array<{ worker_id: string }> }).data.map((w) => w.worker_id)).toContain("start-test-worker")
+      const workerScope = await post(`${control}/api/sync/token`, { scopes: ["runtime.codex_worker_summaries", "runtime.codex_worker_events"] }, auth)
+      expect(workerScope.status).toBe(200)
+      const client = await TestClient.connect(`ws://127.0.0.1:${ports.OA_START_KHALA_PORT}/sync/v1/ws`)
+      await client.hello(workerScope.body.data.token)
+      const subscribed = await client.subscribe([`runtime.codex_worker_summaries:user:${session.userId}`, "runtime.codex_worker_events:worker:start-test-worker"], "s")
+      expect([subscribed.kind, subscribed.kind === FrameKind.SUBSCRIBED ? "" : JSON.stringify(subscribed.message, (_, v) => typeof v === "bigint" ? String(v) : v)]).toEqual([FrameKind.SUBSCRIBED, ""])
+      client.close()
+      expect((await post(`${control}/api/auth/logout`, {}, auth)).status).toBe(200)
+      let refused: string | undefined
+      for (const deadline = Date.now() + 30_000; refused === undefined && Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+        const r = await fetch(`${runtime}/internal/v1/codex/workers`, { headers: auth })
+        if (r.status === 401) refused = ((await r.json()) as { error: { details: { reason: string } } }).error.details.reason
+      }
+      expect(refused).toBe("session_revoked")
+    }
 
     for (const name of ["OA_START_GATEWAY_PORT", "OA_START_WALLET_EXECUTOR_PORT", "OA_START_LND_WALLET_PORT", "OA_START_LND_GATEWAY_PORT"] as const) {
       const health = await fetch(`http://127.0.0.1:${ports[name]}/healthz`)

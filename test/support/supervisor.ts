@@ -99,8 +99,8 @@ export const signIn = async (sup: Supervisor, control: string, dataDir: string, 
     if (!existsSync(outbox)) return undefined
     return readFileSync(outbox, "utf8").match(new RegExp(`to=${email.replace(/[.]/g, "\\.")}  code=(\\d{6})  challenge=${challengeId}`))?.[1]
   }, 10_000)
-  // It is also announced in the terminal.
-  expect(sup.output()).toContain(`sign-in code for ${email}: ${code}`)
+  // It is also announced in the terminal (the supervisor's stdout can trail the outbox file).
+  await until("the sign-in code in the terminal", sup, () => (sup.output().includes(`sign-in code for ${email}: ${code}`) ? true : undefined), 10_000)
   const verified = await post(`${control}/api/auth/verify`, { code, challenge_id: challengeId }, { "x-client": "autopilot-ios" })
   expect(verified.status).toBe(200)
   return verified.body as { userId: string; token: string }
