@@ -77,10 +77,23 @@ export type SecurityState = typeof SecurityState.Type
 
 export type DeploymentStatus = "pending" | "applied" | "failed" | "rolled_back"
 
+/** openagents.lightning.v1.ReconcileFailureCode, as its lower-case upstream string. */
+export type ReconcileFailureCode =
+  | "compile_validation_failed"
+  | "active_lookup_failed"
+  | "deploy_apply_failed"
+  | "health_check_failed"
+  | "challenge_check_failed"
+  | "proxy_check_failed"
+  | "rollback_failed"
+  | "security_denied"
+
 export interface DeploymentIntent {
   readonly deploymentId: string
   readonly configHash: string
   readonly status: DeploymentStatus
+  /** For failed and rolled_back intents: why (control shows it as the paywall's lastReconcileError). */
+  readonly failureCode?: ReconcileFailureCode | undefined
   readonly paywallId?: string | undefined
   readonly ownerId?: string | undefined
   readonly imageDigest?: string | undefined
@@ -105,20 +118,27 @@ export interface GatewayEvent {
   readonly metadata?: Readonly<Record<string, unknown>> | undefined
 }
 
-export type InvoiceStatus = "open" | "settled" | "canceled" | "expired"
+export const InvoiceStatus = Schema.Literal("open", "settled", "canceled", "expired")
+export type InvoiceStatus = typeof InvoiceStatus.Type
 
-export interface InvoiceLifecycle {
-  readonly invoiceId: string
-  readonly paywallId: string
-  readonly ownerId: string
-  readonly amountMsats: number
-  readonly status: InvoiceStatus
-  readonly paymentHash?: string | undefined
-  readonly paymentRequest?: string | undefined
-  readonly paymentProofRef?: string | undefined
-  readonly requestId?: string | undefined
-  readonly settledAtMs?: number | undefined
-}
+/**
+ * One state of one invoice the gateway issued for a paywall: the JSON of
+ * openagents.lightning.v1.InvoiceLifecycleIngestRequest, the single definition control's ingest
+ * payload also follows (test/ProtoContract.test.ts holds this schema to the proto message).
+ */
+export const InvoiceLifecycle = Schema.Struct({
+  invoiceId: Schema.String,
+  paywallId: Schema.String,
+  ownerId: Schema.String,
+  amountMsats: Schema.Number,
+  status: InvoiceStatus,
+  paymentHash: Schema.optional(Schema.String),
+  paymentRequest: Schema.optional(Schema.String),
+  paymentProofRef: Schema.optional(Schema.String),
+  requestId: Schema.optional(Schema.String),
+  settledAtMs: Schema.optional(Schema.Number)
+})
+export type InvoiceLifecycle = typeof InvoiceLifecycle.Type
 
 export interface Settlement {
   readonly settlementId: string
@@ -138,8 +158,13 @@ export type ControlPlaneErrorCode =
   | "invalid_ops_secret"
   | "unsupported_function"
   | "invalid_arguments"
+  /** An idempotency key or immutable identity reused with other content (control's 409). */
+  | "conflict"
   | "control_plane_unavailable"
   | "bad_response"
+
+/** Control refused the operations secret (ours is wrong, or control has none): an operator must act. */
+export const isUnauthorized = (error: ControlPlaneError): boolean => error.code === "invalid_ops_secret" || error.code === "ops_secret_unconfigured"
 
 export class ControlPlaneError extends Data.TaggedError("ControlPlaneError")<{
   readonly code: ControlPlaneErrorCode

@@ -2,6 +2,7 @@
 // environment (the upstream variable names, UPSTREAM_SPEC §4.1), metrics, and the last outcome
 // for health checks. Hosts wire the ports (ControlPlane, GatewayOps) and an HttpClient.
 import type * as HttpClient from "@effect/platform/HttpClient"
+import { MIN_OPS_SECRET_LENGTH } from "@openagents/proto/lightning/v1"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -34,18 +35,18 @@ export interface OpsConfig {
 const url = (name: string) =>
   Config.string(name).pipe(Config.validate({ message: `${name} must be an http(s) URL`, validation: (u) => /^https?:\/\/[^/]+/.test(u) }))
 
-const token = (name: string) =>
+const token = (name: string, min = 16, why = "") =>
   Config.redacted(name).pipe(
     Config.validate({
-      message: `${name} must be at least 16 characters without whitespace`,
-      validation: (t) => Redacted.value(t).length >= 16 && !/\s/.test(Redacted.value(t))
+      message: `${name} must be at least ${min} characters without whitespace${why}`,
+      validation: (t) => Redacted.value(t).length >= min && !/\s/.test(Redacted.value(t))
     })
   )
 
 const controlPlaneConfig = Effect.gen(function*() {
   const mode = yield* Config.literal("api", "mock")("OA_LIGHTNING_OPS_CONTROL_PLANE_MODE").pipe(Config.withDefault("api" as const))
   return mode === "api"
-    ? { mode, baseUrl: yield* url("OA_LIGHTNING_OPS_API_BASE_URL"), secret: yield* token("OA_LIGHTNING_OPS_SECRET") } as const
+    ? { mode, baseUrl: yield* url("OA_LIGHTNING_OPS_API_BASE_URL"), secret: yield* token("OA_LIGHTNING_OPS_SECRET", MIN_OPS_SECRET_LENGTH, " (control refuses every call with a shorter secret)") } as const
     : { mode, paywallsPath: yield* Config.option(Config.string("OA_LIGHTNING_OPS_MOCK_PAYWALLS_PATH")) } as const
 })
 
