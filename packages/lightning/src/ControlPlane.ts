@@ -140,18 +140,19 @@ export const InvoiceLifecycle = Schema.Struct({
 })
 export type InvoiceLifecycle = typeof InvoiceLifecycle.Type
 
-export interface Settlement {
-  readonly settlementId: string
-  readonly paywallId: string
-  readonly ownerId: string
-  readonly invoiceId?: string | undefined
-  readonly amountMsats: number
-  readonly paymentProofType: "lightning_preimage"
+export const Settlement = Schema.Struct({
+  settlementId: Schema.String,
+  paywallId: Schema.String,
+  ownerId: Schema.String,
+  invoiceId: Schema.optional(Schema.String),
+  amountMsats: Schema.Number,
+  paymentProofType: Schema.Literal("lightning_preimage"),
   /** Hex preimage (normalised to lower case). */
-  readonly paymentProofValue: string
-  readonly requestId?: string | undefined
-  readonly metadata?: Readonly<Record<string, unknown>> | undefined
-}
+  paymentProofValue: Schema.String,
+  requestId: Schema.optional(Schema.String),
+  metadata: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
+})
+export type Settlement = typeof Settlement.Type
 
 export type ControlPlaneErrorCode =
   | "ops_secret_unconfigured"

@@ -5,6 +5,8 @@
 //   GET  /ops/deployment  {deployment: {deploymentId, configHash, imageDigest, appliedAtMs} | null}
 //   POST /ops/deploy      {requestId, deploymentId, configHash, apertureYaml, routes} → {ok, deployment}
 //   POST /ops/rollback    {requestId} → {ok, deployment}   (409 when there is nothing to roll back to)
+//   GET  /ops/ledger?after=<seq>&limit=<n>  {entries: [{seq, invoice} | {seq, settlement}], next}
+//   POST /ops/ledger/ack  {through: <seq>} → {ok}    (drops the entries up to seq)
 //   anything else         the first compiled route matching Host and path: L402 paywall (price and
 //                         service from the route), then proxied to the route's upstream; 404 if none.
 //
@@ -12,6 +14,14 @@
 // configHash is the hash of its YAML and route table (what the compiler produced), so a gateway
 // never serves a table other than the one the intent names. Deployments live in memory: a
 // restarted gateway serves nothing until the reconciler deploys again (it sees `deployment: null`).
+//
+// The ledger: what control records of the gateway's sales (UPSTREAM_SPEC §3.3, §3.4), journalled
+// in order for lightning-ops to ingest — an OPEN invoice per challenge (`inv_<payment hash>`, for
+// the route's paywall and owner) and, the first time a credential for a payment hash is accepted,
+// a settlement (`set_<payment hash>`, proof = the preimage) that also settles its invoice. The ids
+// derive from the payment hash, so a replay names the same records and control dedupes it. The
+// journal is in memory and bounded (ledgerCapacity, oldest dropped with a warning); entries stay
+// until lightning-ops acknowledges them after control accepted them.
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpRouter from "@effect/platform/HttpRouter"
@@ -27,7 +37,9 @@ import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import type { CompiledRoute } from "./Compiler.js"
 import * as Compiler from "./Compiler.js"
+import type * as L402 from "./L402.js"
 import { equalBytes, toHex, utf8 } from "./internal/bytes.js"
+import { InvoiceLifecycle, Settlement } from "./ControlPlane.js"
 import * as L402Middleware from "./L402Middleware.js"
 
 export const Deployment = Schema.Struct({
@@ -75,12 +87,23 @@ export const RollbackRequest = Schema.Struct({ requestId: Schema.String, deploym
 export const configHashOf = (apertureYaml: string, routes: ReadonlyArray<CompiledRoute>): string =>
   `cfg_${toHex(sha256(utf8(`${apertureYaml}\n${canonicalJson(routes)}`)))}`
 
+export const LedgerEntry = Schema.Union(
+  Schema.Struct({ seq: Schema.Number, invoice: InvoiceLifecycle }),
+  Schema.Struct({ seq: Schema.Number, settlement: Settlement })
+)
+export type LedgerEntry = typeof LedgerEntry.Type
+
+export const LedgerPage = Schema.Struct({ entries: Schema.Array(LedgerEntry), next: Schema.Number })
+export type LedgerPage = typeof LedgerPage.Type
+
 export interface GatewayOptions {
   readonly opsToken: Redacted.Redacted<string>
   /** Reported as the deployment's imageDigest (what is running). */
   readonly imageDigest?: string
   /** Token validity for minted L402 tokens (seconds; default 86400). */
   readonly tokenValiditySeconds?: number
+  /** Ledger entries kept until acknowledged (default 10000; the oldest are dropped beyond it). */
+  readonly ledgerCapacity?: number
 }
 
 const proxied = Metric.counter("l402_gateway_proxied_total", { description: "Paid requests proxied upstream" })
@@ -92,6 +115,61 @@ export const make = (options: GatewayOptions) =>
   Effect.gen(function*() {
     const state = yield* Ref.make<{ readonly current: ActiveDeployment | undefined; readonly history: ReadonlyArray<ActiveDeployment> }>({ current: undefined, history: [] })
     const http = yield* HttpClient.HttpClient
+    // The ledger is plain mutable state: every access is one synchronous step (Effect.sync), so
+    // nothing interleaves; maps evict in insertion order beyond the capacity.
+    const capacity = options.ledgerCapacity ?? 10_000
+    const ledger = { seq: 0, entries: [] as Array<LedgerEntry>, issued: new Map<string, InvoiceLifecycle>(), settled: new Set<string>() }
+    const bounded = <K>(keys: { readonly size: number; keys(): IterableIterator<K>; delete(key: K): boolean }) => {
+      for (const key of keys.keys()) {
+        if (keys.size <= capacity) break
+        keys.delete(key)
+      }
+    }
+    const journal = (entry: { readonly invoice: InvoiceLifecycle } | { readonly settlement: Settlement }) =>
+      Effect.suspend(() => {
+        ledger.seq += 1
+        ledger.entries.push({ seq: ledger.seq, ...entry } as LedgerEntry)
+        const dropped = ledger.entries.length - capacity
+        if (dropped <= 0) return Effect.void
+        ledger.entries.splice(0, dropped)
+        return Effect.logWarning(`ledger full: dropped ${dropped} unacknowledged entries (is lightning-ops ingesting?)`)
+      })
+    const invoiceIssued = (route: CompiledRoute) => (issued: L402Middleware.IssuedInvoice) =>
+      Effect.suspend(() => {
+        const invoice: InvoiceLifecycle = {
+          invoiceId: `inv_${issued.paymentHash}`,
+          paywallId: route.paywallId,
+          ownerId: route.ownerId,
+          amountMsats: Number(issued.amountMsats),
+          status: "open",
+          paymentHash: issued.paymentHash,
+          paymentRequest: issued.paymentRequest
+        }
+        // Remember what the invoice was for: its settlement names the same paywall and amount
+        // even after a redeploy changed the route.
+        ledger.issued.set(issued.paymentHash, invoice)
+        bounded(ledger.issued)
+        return journal({ invoice })
+      })
+    const credentialAccepted = (route: CompiledRoute) => (token: L402.VerifiedToken) =>
+      Effect.suspend(() => {
+        const hash = token.identifier.paymentHash
+        if (ledger.settled.has(hash)) return Effect.void
+        ledger.settled.add(hash)
+        bounded(ledger.settled)
+        const invoice = ledger.issued.get(hash)
+        return journal({
+          settlement: {
+            settlementId: `set_${hash}`,
+            invoiceId: `inv_${hash}`,
+            paywallId: invoice?.paywallId ?? route.paywallId,
+            ownerId: invoice?.ownerId ?? route.ownerId,
+            amountMsats: invoice?.amountMsats ?? route.priceMsats,
+            paymentProofType: "lightning_preimage",
+            paymentProofValue: token.preimageHex
+          }
+        })
+      })
 
     const authorized = (request: HttpServerRequest.HttpServerRequest) => {
       const m = /^Bearer\s+(.+)$/i.exec((request.headers["authorization"] ?? "").trim())
@@ -149,7 +227,9 @@ export const make = (options: GatewayOptions) =>
       return yield* L402Middleware.paywall({
         service: route.service,
         priceMsats: BigInt(route.priceMsats),
-        timeoutSeconds: options.tokenValiditySeconds ?? 86_400
+        timeoutSeconds: options.tokenValiditySeconds ?? 86_400,
+        onInvoice: invoiceIssued(route),
+        onAccepted: credentialAccepted(route)
       })(proxy(route))
     })
 
@@ -202,9 +282,35 @@ export const make = (options: GatewayOptions) =>
       )
     )
 
+    const ledgerRoutes = HttpRouter.empty.pipe(
+      HttpRouter.get(
+        "/ops/ledger",
+        ops(Effect.gen(function*() {
+          const params = new URL((yield* HttpServerRequest.HttpServerRequest).url, "http://gateway").searchParams
+          const after = Number(params.get("after") ?? "0")
+          const limit = Math.min(Math.max(Number(params.get("limit") ?? "100"), 1), 1_000)
+          if (!Number.isSafeInteger(after) || !Number.isSafeInteger(limit)) return HttpServerResponse.unsafeJson({ ok: false, error: "invalid_request" }, { status: 400 })
+          const entries = ledger.entries.filter((e) => e.seq > after).slice(0, limit)
+          return HttpServerResponse.unsafeJson({ entries, next: entries.at(-1)?.seq ?? Math.max(after, 0) } satisfies LedgerPage)
+        }))
+      ),
+      HttpRouter.post(
+        "/ops/ledger/ack",
+        ops(Effect.gen(function*() {
+          const body = yield* Effect.either(Effect.flatMap((yield* HttpServerRequest.HttpServerRequest).json, Schema.decodeUnknown(Schema.Struct({ through: Schema.Number }))))
+          if (body._tag === "Left") return HttpServerResponse.unsafeJson({ ok: false, error: "invalid_request" }, { status: 400 })
+          const through = body.right.through
+          ledger.entries = ledger.entries.filter((e) => e.seq > through)
+          return HttpServerResponse.unsafeJson({ ok: true })
+        }))
+      )
+    )
+
     return {
       /** The ops API and the paid routes (mount /healthz and /metrics beside it). */
-      router: HttpRouter.concat(router, HttpRouter.empty.pipe(HttpRouter.all("*", paid))),
+      router: HttpRouter.concat(HttpRouter.concat(router, ledgerRoutes), HttpRouter.empty.pipe(HttpRouter.all("*", paid))),
+      /** The unacknowledged ledger entries, in order. */
+      ledger: Effect.sync((): ReadonlyArray<LedgerEntry> => [...ledger.entries]),
       current: Effect.map(Ref.get(state), (s) => s.current)
     }
   })
