@@ -55,7 +55,7 @@ const opsSuite = (name: string, storage: Layer.Layer<any, unknown>, concurrent: 
             name: "premium signal",
             policy: { paywallId: active.id, ownerId, pricingMode: "fixed", fixedAmountMsats: 70_000, allowedHosts: ["l402.example.com"], killSwitch: false },
             routes: [{
-              routeId: `route_${active.id}`, hostPattern: "^l402\\.example\\.com$", pathPattern: "^/ep212/premium-signal$",
+              routeId: `route_${active.id}`, hostPattern: "l402.example.com", pathPattern: "/ep212/premium-signal",
               upstreamUrl: "https://upstream.example.com/signal", protocol: "https", timeoutMs: 5000, priority: 3
             }]
           })

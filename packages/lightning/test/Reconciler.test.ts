@@ -8,9 +8,8 @@ import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import type { ControlPlane } from "@openagents/lightning"
 import {
-  Gateway, GatewayOps, L402, L402Buyer, LndRest, LndSimulator, MemoryControlPlane, MemoryLedger, Reconciler, WalletExecutor, WalletExecutorHttp
+  ControlPlane, Gateway, GatewayOps, L402, L402Buyer, LightningOps, LndRest, LndSimulator, MemoryControlPlane, MemoryLedger, Reconciler, WalletExecutor, WalletExecutorHttp
 } from "@openagents/lightning"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -217,4 +216,55 @@ describe("end to end through the reconciled reference gateway", () => {
       expect(walletNode.sendAttempts).toBe(before + 1)
       expect(gatewayNode.invoices().filter((i) => i.state === "SETTLED").length).toBeGreaterThanOrEqual(2)
     }).pipe(Effect.provide(NodeHttpClient.layer)))
+})
+
+describe("ledger ingest (lightning-ops → control)", () => {
+  const invoice = (n: number): ControlPlane.InvoiceLifecycle => ({ invoiceId: `inv_${n}`, paywallId: "pw_a", ownerId: "owner_1", amountMsats: 21_000, status: "open", paymentHash: `${n}` })
+  const settlement = (n: number): ControlPlane.Settlement => ({
+    settlementId: `set_${n}`, invoiceId: `inv_${n}`, paywallId: "pw_a", ownerId: "owner_1", amountMsats: 21_000, paymentProofType: "lightning_preimage", paymentProofValue: "ab".repeat(32)
+  })
+  const fakeGateway = (entries: Array<Gateway.LedgerEntry>, acks: Array<number>) =>
+    Layer.succeed(GatewayOps.GatewayOps, {
+      activeDeployment: Effect.succeed(null),
+      deploy: () => Effect.die("unused"),
+      rollback: () => Effect.die("unused"),
+      probe: () => Effect.die("unused"),
+      readLedger: (after, limit = 100) => Effect.sync(() => {
+        const page = entries.filter((e) => e.seq > after).slice(0, limit)
+        return { entries: page, next: page.at(-1)?.seq ?? after }
+      }),
+      ackLedger: (through) => Effect.sync(() => {
+        acks.push(through)
+        entries.splice(0, entries.length, ...entries.filter((e) => e.seq > through))
+      })
+    })
+
+  it.effect("writes invoices then settlements in order and acknowledges them; a conflict is skipped, an outage stops (the rest is retried next run)", () =>
+    Effect.gen(function*() {
+      const cp = MemoryControlPlane.make()
+      let outage = true
+      const control = Layer.succeed(ControlPlane.ControlPlane, {
+        ...cp,
+        ingestSettlement: (s) =>
+          s.settlementId === "set_1"
+            ? Effect.fail(new ControlPlane.ControlPlaneError({ code: "conflict", message: "recorded with different content", functionName: "lightning/settlements:ingestSettlement" }))
+            : s.settlementId === "set_2" && outage
+            ? Effect.fail(new ControlPlane.ControlPlaneError({ code: "control_plane_unavailable", message: "503", functionName: "lightning/settlements:ingestSettlement" }))
+            : cp.ingestSettlement(s)
+      })
+      const entries: Array<Gateway.LedgerEntry> = [
+        { seq: 1, invoice: invoice(1) }, { seq: 2, settlement: settlement(1) }, { seq: 3, invoice: invoice(2) }, { seq: 4, settlement: settlement(2) }
+      ]
+      const acks: Array<number> = []
+      const ports = Layer.merge(control, fakeGateway(entries, acks))
+      const first = yield* LightningOps.ingestLedger({ pageSize: 10 }).pipe(Effect.provide(ports))
+      expect(first).toMatchObject({ ingested: 2, rejected: 1, stopped: expect.stringMatching(/^control_plane_unavailable/) })
+      expect(acks).toEqual([3])
+      expect(entries.map((e) => e.seq)).toEqual([4])
+      outage = false
+      expect(yield* LightningOps.ingestLedger({ pageSize: 10 }).pipe(Effect.provide(ports))).toEqual({ ingested: 1, rejected: 0 })
+      expect(acks).toEqual([3, 4])
+      expect(cp.invoices().map((i) => [i.invoiceId, i.status])).toEqual([["inv_1", "open"], ["inv_2", "settled"]])
+      expect(cp.settlements().map((s) => s.settlementId)).toEqual(["set_2"])
+    }))
 })

@@ -11,8 +11,9 @@
 //           is refused: it would defeat the compiler's specificity order and conflict checks.
 //     path  `/` or `/*` (everything), `/a/b/*` (prefix), `/a/b` (exact), or an RE2 regular
 //           expression (anything with a regex metacharacter or `*`), implicitly anchored
-//           (`^(?:…)$`); no lookaround, no backreferences (Aperture is Go: RE2). A leading `/`
-//           is added when missing.
+//           (`^(?:…)$`, an explicit leading `^` / trailing `$` is dropped); no lookaround, no
+//           backreferences (Aperture is Go: RE2). A leading `/` is added when missing; a regex
+//           must start with `/` after its optional `^`.
 //
 // The functions answer the problem (a human-readable reason) or undefined when the pattern is
 // valid.
@@ -27,10 +28,11 @@ export type PathKind = "exact" | "prefix" | "regex" | "catchall"
 
 export const normaliseHostPattern = (host: string): string => host.trim().toLowerCase()
 
+/** Trimmed, with a leading "/" added (an explicit regex anchor "^" is kept: "^/a$" is "/a" as a regex). */
 export const normalisePathPattern = (path: string): string => {
   const p = path.trim()
   if (p === "") return "/"
-  return p.startsWith("/") ? p : `/${p}`
+  return p.startsWith("/") || p.startsWith("^") ? p : `/${p}`
 }
 
 const REGEX_META = /[\\^$.|?+()[\]{}]/
@@ -92,6 +94,7 @@ export const hostPatternProblem = (host: string): string | undefined => {
 export const pathPatternProblem = (path: string): string | undefined => {
   if (path.length === 0 || path.length > ROUTE_PATTERN_MAX_LENGTH) return `must be 1..${ROUTE_PATTERN_MAX_LENGTH} characters`
   const p = normalisePathPattern(path)
+  if (!p.replace(/^\^/, "").startsWith("/")) return "must start with / (after an optional ^)"
   const kind = pathKindOf(p)
   if (kind === "regex") return re2Problem(pathRegexpOf(p, kind))
   return /\s/.test(p) ? "whitespace in path" : undefined
