@@ -17,7 +17,8 @@
 //   probe proxy (2xx with a paid credential) ── error ─┤
 //     │                                        ▼
 //   intent APPLIED                  deployed over a previous deployment?
-//                                     yes (and routes): rollback ── ok ──▶ ROLLED_BACK (rolledBackFrom)
+//                                     yes (nothing withdrawn by a security control):
+//                                          rollback ── ok ──▶ ROLLED_BACK (rolledBackFrom)
 //                                                   └─ error ─▶ FAILED (rollback_failed)
 //                                     no:  FAILED (<code>)
 //
@@ -275,7 +276,10 @@ export const reconcile = (options: ReconcileOptions = {}) =>
 
     const failure = result.left
     const prior = previous as Deployment | null
-    if (compiled.routes.length > 0 && failurePlan({ deployed, previous: prior }) === "rollback" && prior !== null) {
+    // Never roll back into what a security control withdrew: the previous table may sell a killed
+    // owner's routes (the gateway does not say which routes it held), and an empty one sells nothing.
+    const withdrawn = paused || compiled.routes.length === 0 || listed.some((p) => p.status === "active" && isKilled(p))
+    if (!withdrawn && failurePlan({ deployed, previous: prior }) === "rollback" && prior !== null) {
       const rolled = yield* Effect.either(gateway.rollback({ requestId, deploymentId: prior.deploymentId }))
       if (Either.isRight(rolled)) {
         yield* recordIntent({

@@ -193,6 +193,18 @@ describe("reconciler", () => {
       expect(Reconciler.failurePlan({ deployed: true, previous: null })).toBe("fail")
       expect(Reconciler.failurePlan({ deployed: false, previous: { deploymentId: "x", configHash: "y" } })).toBe("fail")
     }))
+
+  it.scopedLive("never rolls back into what a kill switch withdrew: a failed probe after compiling a killed owner out leaves the new table", () =>
+    Effect.gen(function*() {
+      const { cp, gateway, run, setHealthy, upstreamUrl } = yield* world
+      cp.setPaywalls([paywall("pw_a", "owner_1", upstreamUrl, "/paid/a"), paywall("pw_b", "owner_2", upstreamUrl, "/paid/b")])
+      expect(yield* run({ requestId: "both" })).toMatchObject({ status: "applied", routes: 2 })
+      cp.setOwnerKillSwitch("owner_2", true)
+      setHealthy(false)
+      expect(yield* run({ requestId: "killed" })).toMatchObject({ status: "failed", failureCode: "health_check_failed" })
+      expect((yield* gateway.current)?.routes.map((r) => r.paywallId)).toEqual(["pw_a"])
+      expect(cp.intents().find((i) => i.deploymentId === "dep_reconcile_killed")).toMatchObject({ status: "failed", failureCode: "health_check_failed" })
+    }))
 })
 
 describe("end to end through the reconciled reference gateway", () => {
