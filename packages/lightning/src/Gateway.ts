@@ -12,8 +12,12 @@
 //
 // The ops routes require `Authorization: Bearer <ops token>`. A deploy is accepted only when its
 // configHash is the hash of its YAML and route table (what the compiler produced), so a gateway
-// never serves a table other than the one the intent names. Deployments live in memory: a
-// restarted gateway serves nothing until the reconciler deploys again (it sees `deployment: null`).
+// never serves a table other than the one the intent names. Deployments live in memory, and in a
+// DeploymentStore when one is given (`fileStore`: the host's L402_GATEWAY_STATE_PATH): a restarted
+// gateway then serves its last deployment again without a redeploy (each stored deployment is
+// checked against its configHash on load; a store that does not check out is ignored, and the
+// gateway serves nothing until the reconciler deploys). A deploy or rollback is answered only once
+// it is stored. Without a store, a restarted gateway serves nothing until the next reconcile.
 //
 // The ledger: what control records of the gateway's sales (UPSTREAM_SPEC §3.3, §3.4), journalled
 // in order for lightning-ops to ingest — an OPEN invoice per challenge (`inv_<payment hash>`, for
@@ -29,6 +33,7 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { canonicalJson } from "@openagents/proto/canonical-json"
 import { sha256 } from "@noble/hashes/sha2"
+import * as FileSystem from "@effect/platform/FileSystem"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
@@ -96,6 +101,42 @@ export type LedgerEntry = typeof LedgerEntry.Type
 export const LedgerPage = Schema.Struct({ entries: Schema.Array(LedgerEntry), next: Schema.Number })
 export type LedgerPage = typeof LedgerPage.Type
 
+const ActiveDeploymentSchema = Schema.Struct({
+  ...Deployment.fields,
+  apertureYaml: Schema.String,
+  routes: Schema.Array(CompiledRouteSchema)
+})
+
+export const GatewayState = Schema.Struct({
+  current: Schema.optional(ActiveDeploymentSchema),
+  /** Earlier deployments, oldest first, for rollbacks (at most HISTORY_LIMIT). */
+  history: Schema.Array(ActiveDeploymentSchema)
+})
+export type GatewayState = typeof GatewayState.Type
+
+export const HISTORY_LIMIT = 10
+
+/** Where the gateway keeps its deployments across restarts. */
+export interface DeploymentStore {
+  readonly load: Effect.Effect<GatewayState | undefined, Error>
+  readonly save: (state: GatewayState) => Effect.Effect<void, Error>
+}
+
+/** A JSON file, replaced atomically (write a temporary file, then rename). */
+export const fileStore = (path: string): Effect.Effect<DeploymentStore, never, FileSystem.FileSystem> =>
+  Effect.map(FileSystem.FileSystem, (fs) => ({
+    load: Effect.gen(function*() {
+      if (!(yield* fs.exists(path))) return undefined
+      return yield* Schema.decodeUnknown(Schema.parseJson(GatewayState))(yield* fs.readFileString(path))
+    }).pipe(Effect.mapError((e) => new Error(`reading ${path}: ${e.message}`))),
+    save: (state) =>
+      Effect.gen(function*() {
+        const temporary = `${path}.${process.pid}.tmp`
+        yield* fs.writeFileString(temporary, JSON.stringify(Schema.encodeSync(GatewayState)(state)))
+        yield* fs.rename(temporary, path)
+      }).pipe(Effect.mapError((e) => new Error(`writing ${path}: ${e.message}`)))
+  }))
+
 export interface GatewayOptions {
   readonly opsToken: Redacted.Redacted<string>
   /** Reported as the deployment's imageDigest (what is running). */
@@ -104,6 +145,8 @@ export interface GatewayOptions {
   readonly tokenValiditySeconds?: number
   /** Ledger entries kept until acknowledged (default 10000; the oldest are dropped beyond it). */
   readonly ledgerCapacity?: number
+  /** Keep deployments across restarts (default: memory only). */
+  readonly store?: DeploymentStore
 }
 
 const proxied = Metric.counter("l402_gateway_proxied_total", { description: "Paid requests proxied upstream" })
@@ -113,7 +156,28 @@ const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-authenticate", "p
 
 export const make = (options: GatewayOptions) =>
   Effect.gen(function*() {
-    const state = yield* Ref.make<{ readonly current: ActiveDeployment | undefined; readonly history: ReadonlyArray<ActiveDeployment> }>({ current: undefined, history: [] })
+    const restored = options.store === undefined ? undefined : yield* options.store.load.pipe(
+      Effect.flatMap((loaded) => {
+        const all = loaded === undefined ? [] : [...loaded.history, ...(loaded.current === undefined ? [] : [loaded.current])]
+        const forged = all.find((d) => configHashOf(d.apertureYaml, d.routes) !== d.configHash)
+        return forged === undefined ? Effect.succeed(loaded) : Effect.fail(new Error(`stored deployment ${forged.deploymentId} does not match its configHash`))
+      }),
+      Effect.tap((loaded) => loaded?.current === undefined ? Effect.void : Effect.logInfo(`serving stored deployment ${loaded.current.deploymentId} (${loaded.current.configHash})`)),
+      Effect.catchAll((e) => Effect.as(Effect.logError(`ignoring the stored deployments: ${e.message}; serving nothing until a deploy`), undefined))
+    )
+    const state = yield* Ref.make<GatewayState>(restored ?? { history: [] })
+    // Deploys and rollbacks one at a time: the next state is stored before it is served.
+    const transitions = yield* Effect.makeSemaphore(1)
+    const transition = <A>(next: (s: GatewayState) => readonly [A, GatewayState | undefined]) =>
+      transitions.withPermits(1)(Effect.gen(function*() {
+        const [answer, updated] = next(yield* Ref.get(state))
+        if (updated === undefined) return answer
+        if (options.store !== undefined) yield* options.store.save(updated)
+        yield* Ref.set(state, updated)
+        return answer
+      }))
+    const persistFailed = (e: Error) =>
+      Effect.as(Effect.logError(`deployment not stored: ${e.message}`), HttpServerResponse.unsafeJson({ ok: false, error: "persist_failed" }, { status: 500 }))
     const http = yield* HttpClient.HttpClient
     // The ledger is plain mutable state: every access is one synchronous step (Effect.sync), so
     // nothing interleaves; maps evict in insertion order beyond the capacity.
@@ -263,22 +327,22 @@ export const make = (options: GatewayOptions) =>
             apertureYaml: d.apertureYaml,
             routes: d.routes
           }
-          yield* Ref.update(state, (s) => ({ current: deployment, history: s.current === undefined ? s.history : [...s.history, s.current] }))
+          yield* transition((s) => [undefined, { current: deployment, history: s.current === undefined ? s.history : [...s.history, s.current].slice(-HISTORY_LIMIT) }])
           yield* Effect.logInfo(`deployed ${d.deploymentId} (${d.configHash}, ${d.routes.length} routes)`)
           return HttpServerResponse.unsafeJson({ ok: true, deployment: publicDeployment(deployment) })
-        }))
+        }).pipe(Effect.catchIf((e): e is Error => e instanceof Error, persistFailed)))
       ),
       HttpRouter.post(
         "/ops/rollback",
         ops(Effect.gen(function*() {
-          const rolled = yield* Ref.modify(state, (s) => {
+          const rolled = yield* transition((s) => {
             const previous = s.history.at(-1)
-            return previous === undefined ? [undefined, s] as const : [previous, { current: previous, history: s.history.slice(0, -1) }] as const
+            return previous === undefined ? [undefined, undefined] as const : [previous, { current: previous, history: s.history.slice(0, -1) }] as const
           })
           if (rolled === undefined) return HttpServerResponse.unsafeJson({ ok: false, error: "nothing_to_roll_back" }, { status: 409 })
           yield* Effect.logInfo(`rolled back to ${rolled.deploymentId}`)
           return HttpServerResponse.unsafeJson({ ok: true, deployment: publicDeployment(rolled) })
-        }))
+        }).pipe(Effect.catchIf((e): e is Error => e instanceof Error, persistFailed)))
       )
     )
 
