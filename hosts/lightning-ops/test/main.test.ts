@@ -19,6 +19,12 @@ import { serve } from "../../../packages/lightning/test/support.js"
 
 const OPS = "ops-token-0123456789abcdef"
 const EXEC = "exec-token-0123456789abcdef"
+/** The role credentials lightning-ops refuses to start without. */
+const CREDS = {
+  OA_LIGHTNING_OPS_CRED_GATEWAY_INVOICE: "cred-gateway-invoice-0123456789",
+  OA_LIGHTNING_OPS_CRED_SETTLEMENT_READ: "cred-settlement-read-0123456789",
+  OA_LIGHTNING_OPS_CRED_OPERATOR_ADMIN: "cred-operator-admin-0123456789"
+}
 
 const host = (name: string, env: Record<string, string>, args: ReadonlyArray<string> = []) =>
   Effect.acquireRelease(Effect.sync(() => startHost(name, env, args)), (h: HostProcess) => Effect.promise(() => h.kill()))
@@ -72,6 +78,7 @@ describe("lightning-ops host", () => {
         OA_LIGHTNING_OPS_MOCK_PAYWALLS_PATH: paywallsPath,
         OA_LIGHTNING_OPS_GATEWAY_BASE_URL: gatewayUrl,
         OA_LIGHTNING_OPS_GATEWAY_OPS_TOKEN: OPS,
+        ...CREDS,
         OA_LIGHTNING_OPS_WALLET_EXECUTOR_URL: executorUrl,
         OA_LIGHTNING_OPS_WALLET_EXECUTOR_TOKEN: EXEC
       }
@@ -102,6 +109,7 @@ describe("lightning-ops host", () => {
         OA_LIGHTNING_OPS_CONTROL_PLANE_MODE: "mock",
         OA_LIGHTNING_OPS_GATEWAY_BASE_URL: "http://127.0.0.1:1",
         OA_LIGHTNING_OPS_GATEWAY_OPS_TOKEN: OPS,
+        ...CREDS,
         OA_LIGHTNING_OPS_PORT: String(port)
       })
       expect((yield* Effect.promise(() => waitFor(`http://127.0.0.1:${port}/metrics`, loop))).status).toBe(200)
@@ -121,6 +129,7 @@ describe("lightning-ops host", () => {
         OA_LIGHTNING_OPS_API_BASE_URL: controlUrl,
         OA_LIGHTNING_OPS_GATEWAY_BASE_URL: "http://127.0.0.1:1",
         OA_LIGHTNING_OPS_GATEWAY_OPS_TOKEN: OPS,
+        ...CREDS,
         OA_LIGHTNING_OPS_PORT: String(port)
       }
       const wrong = yield* host("lightning-ops", { ...env, OA_LIGHTNING_OPS_SECRET: "a-wrong-but-long-enough-secret-0123456789" })
@@ -137,5 +146,14 @@ describe("lightning-ops host", () => {
       const short = yield* host("lightning-ops", { ...env, OA_LIGHTNING_OPS_PORT: String(yield* Effect.promise(freePort)), OA_LIGHTNING_OPS_SECRET: "only-16-chars-xx" })
       expect(yield* exited(short)).not.toBe(0)
       expect(short.output()).toMatch(/OA_LIGHTNING_OPS_SECRET must be at least 32 characters/)
+
+      // Role credentials fail closed: a missing or weak one is a config error naming it.
+      const { OA_LIGHTNING_OPS_CRED_SETTLEMENT_READ: _missing, ...withoutOne } = env
+      const missing = yield* host("lightning-ops", { ...withoutOne, OA_LIGHTNING_OPS_SECRET: "a-wrong-but-long-enough-secret-0123456789" })
+      expect(yield* exited(missing)).not.toBe(0)
+      expect(missing.output()).toMatch(/OA_LIGHTNING_OPS_CRED_SETTLEMENT_READ/)
+      const spaced = yield* host("lightning-ops", { ...env, OA_LIGHTNING_OPS_SECRET: "a-wrong-but-long-enough-secret-0123456789", OA_LIGHTNING_OPS_CRED_OPERATOR_ADMIN: "has a space in it 0123456789" })
+      expect(yield* exited(spaced)).not.toBe(0)
+      expect(spaced.output()).toMatch(/OA_LIGHTNING_OPS_CRED_OPERATOR_ADMIN must be at least 16 characters without whitespace/)
     }), 60_000)
 })

@@ -7,10 +7,12 @@
 // The domain types are Effect Schemas of the upstream JSON (lowerCamelCase, msat amounts as
 // numbers, times as Unix ms), the same shapes the proto contracts in
 // openagents/lightning/v1/control_plane.proto describe.
+import { sha256 } from "@noble/hashes/sha2"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import type * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import { toHex, utf8 } from "./internal/bytes.js"
 
 export const PaywallStatus = Schema.Literal("active", "paused", "archived")
 export type PaywallStatus = typeof PaywallStatus.Type
@@ -69,9 +71,22 @@ export const OwnerControl = Schema.Struct({
   updatedAtMs: Schema.optional(Schema.NullOr(Schema.Number))
 })
 
+export const CredentialRole = Schema.Literal("gateway_invoice", "settlement_read", "operator_admin")
+export type CredentialRole = typeof CredentialRole.Type
+
+/** A role credential as control records it (never the credential: its fingerprint). */
+export const CredentialRoleState = Schema.Struct({
+  role: CredentialRole,
+  status: Schema.Literal("active", "rotating", "revoked"),
+  version: Schema.optional(Schema.Number),
+  fingerprint: Schema.optional(Schema.NullOr(Schema.String))
+})
+export type CredentialRoleState = typeof CredentialRoleState.Type
+
 export const SecurityState = Schema.Struct({
   global: SecurityGlobal,
-  ownerControls: Schema.Array(OwnerControl)
+  ownerControls: Schema.Array(OwnerControl),
+  credentialRoles: Schema.optionalWith(Schema.Array(CredentialRoleState), { default: () => [] })
 })
 export type SecurityState = typeof SecurityState.Type
 
@@ -192,3 +207,10 @@ export class ControlPlane extends Context.Tag("@openagents/lightning/ControlPlan
 
 /** `lightning_preimage:<first 24 hex chars>`, the stored proof reference of a settlement. */
 export const paymentProofRef = (preimageHex: string): string => `lightning_preimage:${preimageHex.toLowerCase().slice(0, 24)}`
+
+/**
+ * The fingerprint control records for a role credential (`rotate/activateCredentialRole`
+ * `fingerprint`): "sha256:" + hex SHA-256 of the credential. lightning-ops compares its own
+ * credentials' fingerprints with control's; the credential itself never leaves the process.
+ */
+export const credentialFingerprint = (credential: string): string => `sha256:${toHex(sha256(utf8(credential)))}`

@@ -15,7 +15,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
-import { ControlPlane, type ControlPlaneError } from "./ControlPlane.js"
+import { ControlPlane, type ControlPlaneError, type CredentialRole } from "./ControlPlane.js"
 import { GatewayOps } from "./GatewayOps.js"
 import * as L402Buyer from "./L402Buyer.js"
 import * as Reconciler from "./Reconciler.js"
@@ -32,6 +32,8 @@ export interface OpsConfig {
   readonly smokePayer: Option.Option<{ readonly baseUrl: string; readonly token: Redacted.Redacted<string> }>
   readonly intervalMs: number
   readonly executionPath: string
+  /** The role credentials (OA_LIGHTNING_OPS_CRED_*), checked against control's credential roles. */
+  readonly credentials: Readonly<Record<CredentialRole, Redacted.Redacted<string>>>
 }
 
 const url = (name: string) =>
@@ -72,7 +74,13 @@ export const config = Effect.gen(function*() {
       Config.withDefault(60_000),
       Config.validate({ message: "OA_LIGHTNING_OPS_RECONCILE_INTERVAL_MS must be between 1000 and 86400000", validation: (n) => n >= 1_000 && n <= 86_400_000 })
     ),
-    executionPath: Config.string("OA_LIGHTNING_OPS_EXECUTION_PATH").pipe(Config.withDefault("hosted-node"))
+    executionPath: Config.string("OA_LIGHTNING_OPS_EXECUTION_PATH").pipe(Config.withDefault("hosted-node")),
+    // Required: lightning-ops does not start without its role credentials (fail closed).
+    credentials: Config.all({
+      gateway_invoice: token("OA_LIGHTNING_OPS_CRED_GATEWAY_INVOICE"),
+      settlement_read: token("OA_LIGHTNING_OPS_CRED_SETTLEMENT_READ"),
+      operator_admin: token("OA_LIGHTNING_OPS_CRED_OPERATOR_ADMIN")
+    })
   })
   return { controlPlane, ...rest } satisfies OpsConfig
 })
@@ -151,6 +159,7 @@ export const runOnce = (cfg: OpsConfig) =>
     const outcome = yield* Reconciler.reconcile({
       executionPath: cfg.executionPath,
       healthPath: cfg.gateway.healthPath,
+      credentials: cfg.credentials,
       ...Option.match(cfg.challengeUrl, { onNone: () => ({}), onSome: (challengeUrl) => ({ challengeUrl }) }),
       ...Option.match(cfg.proxyUrl, { onNone: () => ({}), onSome: (proxyUrl) => ({ proxyUrl }) }),
       ...Option.match(cfg.proxyAuthorization, { onNone: () => ({}), onSome: (proxyAuthorization) => ({ proxyAuthorization }) }),
@@ -164,8 +173,8 @@ export const runOnce = (cfg: OpsConfig) =>
     yield* Ref.set(state, { last: Option.some(outcome), lastError: Option.none() })
     yield* Effect.logInfo(`reconcile ${outcome.requestId}: ${outcome.status}${outcome.failureCode ? ` (${outcome.failureCode})` : ""}${outcome.denyReason ? ` (${outcome.denyReason})` : ""}`)
     // Sales are recorded whatever the reconcile decided (a pause stops selling, not bookkeeping),
-    // unless control could not be read at all.
-    if (outcome.denyReason !== "control_unauthorized" && outcome.denyReason !== "security_state_unavailable") {
+    // unless control could not be read or refused our credentials.
+    if (outcome.denyReason === undefined || outcome.denyReason === "global_pause_active") {
       const ingest = yield* Effect.either(ingestLedger())
       if (Either.isLeft(ingest)) yield* Effect.logWarning(`ledger ingest failed: ${ingest.left.message}`)
       else if (ingest.right.stopped !== undefined) yield* Effect.logWarning(`ledger ingest stopped after ${ingest.right.ingested}: ${ingest.right.stopped}`)
@@ -177,14 +186,19 @@ export const runOnce = (cfg: OpsConfig) =>
  * The health checks of lightning-ops, from its last run: `reconciler` fails when the last run
  * errored; `controlPlane` fails when the last run could not read control — with
  * control_unauthorized when control refused the operations secret (a wrong or missing
- * OA_LIGHTNING_OPS_SECRET: nothing reconciles until an operator fixes it).
+ * OA_LIGHTNING_OPS_SECRET: nothing reconciles until an operator fixes it); `credentials` fails
+ * when control revoked one of our role credentials or records another one for the role.
  */
-export const healthChecks = (status: OpsStatus): Record<"reconciler" | "controlPlane", Effect.Effect<void, Error>> => {
+export const healthChecks = (status: OpsStatus): Record<"reconciler" | "controlPlane" | "credentials", Effect.Effect<void, Error>> => {
   const last = Option.getOrUndefined(status.last)
-  const unreadable = last?.status === "denied" && (last.denyReason === "control_unauthorized" || last.denyReason === "security_state_unavailable")
+  const denied = (...reasons: ReadonlyArray<Reconciler.DenyReason>) =>
+    last?.status === "denied" && last.denyReason !== undefined && reasons.includes(last.denyReason)
+      ? Effect.fail(new Error(`${last.denyReason}: ${last.message ?? ""}`))
+      : Effect.void
   return {
     reconciler: Option.isSome(status.lastError) ? Effect.fail(new Error(status.lastError.value)) : Effect.void,
-    controlPlane: unreadable ? Effect.fail(new Error(`${last.denyReason}: ${last.message ?? ""}`)) : Effect.void
+    controlPlane: denied("control_unauthorized", "security_state_unavailable"),
+    credentials: denied("credential_role_revoked", "credential_role_mismatch")
   }
 }
 

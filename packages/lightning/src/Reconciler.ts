@@ -3,6 +3,7 @@
 //
 //   gate ── security state unreadable ─────────────────────────────────────────────▶ denied
 //     │     (control refused the secret: control_unauthorized; else security_state_unavailable)
+//     │  a role credential revoked in control, or not the one control records ────────▶ denied
 //     │  global pause: no paywall is read, the EMPTY table is deployed (dep_denied_<req>) → denied
 //     │  owners with their kill switch on are left out of the compile (their routes stop selling)
 //   compile ── route conflicts ──▶ intent FAILED dep_compile_<req> (compile_validation_failed)
@@ -35,8 +36,8 @@ import * as Bolt11 from "./Bolt11.js"
 import type { CompiledRoute } from "./Compiler.js"
 import * as Compiler from "./Compiler.js"
 import { sha256 } from "@noble/hashes/sha2"
-import type { DeploymentIntent, EventLevel, Paywall } from "./ControlPlane.js"
-import { ControlPlane, isUnauthorized } from "./ControlPlane.js"
+import type { CredentialRole, DeploymentIntent, EventLevel, Paywall } from "./ControlPlane.js"
+import { ControlPlane, credentialFingerprint, isUnauthorized } from "./ControlPlane.js"
 import { toHex, utf8 } from "./internal/bytes.js"
 import type { Deployment } from "./Gateway.js"
 import { GatewayOps } from "./GatewayOps.js"
@@ -53,7 +54,13 @@ export type FailureCode =
   | "rollback_failed"
 
 /** Why nothing of the policy was deployed: the global pause (the empty table was), or the security state could not be read (control refused our secret: control_unauthorized). */
-export type DenyReason = "global_pause_active" | "security_state_unavailable" | "control_unauthorized"
+export type DenyReason =
+  | "global_pause_active"
+  | "security_state_unavailable"
+  | "control_unauthorized"
+  /** Control revoked one of our role credentials, or records another credential for the role. */
+  | "credential_role_revoked"
+  | "credential_role_mismatch"
 
 export interface ReconcileOptions {
   readonly requestId?: string
@@ -68,6 +75,11 @@ export interface ReconcileOptions {
   readonly proxyAuthorization?: Redacted.Redacted<string>
   /** Otherwise: pay the challenge for the proxy probe with this payer (costs the route's price). */
   readonly proxyPayer?: InvoicePayerService
+  /**
+   * lightning-ops' role credentials (OA_LIGHTNING_OPS_CRED_*). The gate denies when control has
+   * revoked a role, or records a fingerprint (ControlPlane.credentialFingerprint) other than ours.
+   */
+  readonly credentials?: Readonly<Record<CredentialRole, Redacted.Redacted<string>>>
 }
 
 export interface ReconcileOutcome {
@@ -125,6 +137,22 @@ export const reconcile = (options: ReconcileOptions = {}) =>
       const denyReason: DenyReason = isUnauthorized(security.left) ? "control_unauthorized" : "security_state_unavailable"
       yield* Effect.logWarning(`reconcile ${requestId} denied: ${denyReason} (${security.left.code}: ${security.left.message})`)
       return { status: "denied", requestId, deploymentId: undefined, configHash: undefined, denyReason, routes: 0, message: security.left.message } satisfies ReconcileOutcome
+    }
+    // Our role credentials, as control sees them: a revoked or replaced credential stops us acting.
+    const credentials = options.credentials
+    if (credentials !== undefined) {
+      for (const role of security.right.credentialRoles) {
+        const mine = credentials[role.role]
+        const denyReason: DenyReason | undefined = role.status === "revoked"
+          ? "credential_role_revoked"
+          : typeof role.fingerprint === "string" && role.fingerprint !== credentialFingerprint(Redacted.value(mine))
+          ? "credential_role_mismatch"
+          : undefined
+        if (denyReason !== undefined) {
+          yield* Effect.logWarning(`reconcile ${requestId} denied: ${denyReason} (${role.role})`)
+          return { status: "denied", requestId, deploymentId: undefined, configHash: undefined, denyReason, routes: 0, message: `role ${role.role}` } satisfies ReconcileOutcome
+        }
+      }
     }
     // The global pause sells nothing: the paywalls are not read and the empty table is deployed.
     const paused = security.right.global.globalPause

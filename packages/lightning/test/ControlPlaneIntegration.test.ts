@@ -11,7 +11,8 @@
 // Cases, on every control storage (memory; PGlite; Postgres when TEST_DATABASE_URL is set):
 // applied end to end, with the gateway's sales ingested (and replayed) into control; the global
 // pause and an owner kill switch stop the live gateway selling; route patterns validated by
-// control and isolated by the compiler; a wrong operations secret.
+// control and isolated by the compiler; role credentials checked against control's; a wrong
+// operations secret.
 import { describe, expect, it } from "@effect/vitest"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
@@ -54,6 +55,7 @@ import { serve } from "./support.js"
 const OPS_SECRET = "control-ops-secret-0123456789abcdef-integration"
 const GATEWAY_OPS_TOKEN = "gateway-ops-token-0123456789abcdef"
 const EXECUTOR_TOKEN = "executor-token-0123456789abcdef"
+const CREDS = { gateway_invoice: "cred-gateway-invoice-0123456789", settlement_read: "cred-settlement-read-0123456789", operator_admin: "cred-operator-admin-0123456789" }
 const PRICE_MSATS = 21_000
 const PAID_PATH = "/premium/signal"
 
@@ -199,6 +201,9 @@ const reconcile = (env: { readonly controlUrl: string; readonly secret: string; 
       ["OA_LIGHTNING_OPS_SECRET", env.secret],
       ["OA_LIGHTNING_OPS_GATEWAY_BASE_URL", env.gatewayUrl],
       ["OA_LIGHTNING_OPS_GATEWAY_OPS_TOKEN", GATEWAY_OPS_TOKEN],
+      ["OA_LIGHTNING_OPS_CRED_GATEWAY_INVOICE", CREDS.gateway_invoice],
+      ["OA_LIGHTNING_OPS_CRED_SETTLEMENT_READ", CREDS.settlement_read],
+      ["OA_LIGHTNING_OPS_CRED_OPERATOR_ADMIN", CREDS.operator_admin],
       ["OA_LIGHTNING_OPS_WALLET_EXECUTOR_URL", env.executorUrl],
       ["OA_LIGHTNING_OPS_WALLET_EXECUTOR_TOKEN", EXECUTOR_TOKEN]
     ]))))
@@ -216,7 +221,10 @@ const reconcile = (env: { readonly controlUrl: string; readonly secret: string; 
       const outcome = yield* LightningOps.runOnce(cfg)
       const status = yield* Effect.flatMap(LightningOps.OpsState, Ref.get)
       const checks = LightningOps.healthChecks(status)
-      return { outcome, health: { reconciler: yield* Effect.either(checks.reconciler), controlPlane: yield* Effect.either(checks.controlPlane) } }
+      return {
+        outcome,
+        health: { reconciler: yield* Effect.either(checks.reconciler), controlPlane: yield* Effect.either(checks.controlPlane), credentials: yield* Effect.either(checks.credentials) }
+      }
     }).pipe(Effect.provide(ports))
     return { outcome, health, calls: port.calls, port: port.service }
   }).pipe(Effect.provide(NodeHttpClient.layer))
@@ -461,6 +469,33 @@ for (const [storageName, storage] of storages) {
           diagnostics: [expect.objectContaining({ code: "invalid_route_pattern", severity: "error", paywallId: "pw_legacy_regex" })]
         })
         expect((yield* control.storage.findPaywall("pw_legacy_regex"))).toMatchObject({ lastReconcileStatus: "failed", lastReconcileError: "compile_validation_failed" })
+      }).pipe(quiet))
+
+    it.scopedLive("role credentials: control's credential roles gate the reconcile — our fingerprint applies, another one or a revoked role denies (health reports it)", () =>
+      Effect.gen(function*() {
+        const { control, lightning, run } = yield* world(storage)
+        const role = (fn: string, args: Record<string, unknown>) => control.internal("mutation", `lightning/security:${fn}`, args)
+        for (const [name, credential] of Object.entries(CREDS)) {
+          expect((yield* role("rotateCredentialRole", { role: name, fingerprint: ControlPlane.credentialFingerprint(credential) })).status).toBe(200)
+          expect((yield* role("activateCredentialRole", { role: name })).body).toMatchObject({ ok: true, role: { role: name, status: "active" } })
+        }
+        expect((yield* run()).outcome).toMatchObject({ status: "applied", routes: 1 })
+
+        // Control records another credential for a role (rotated elsewhere): we are not it.
+        yield* role("rotateCredentialRole", { role: "settlement_read", fingerprint: ControlPlane.credentialFingerprint("someone-else-0123456789abcdef") })
+        const mismatch = yield* run()
+        expect(mismatch.outcome).toMatchObject({ status: "denied", denyReason: "credential_role_mismatch", deploymentId: undefined })
+        expect(mismatch.calls.map((c) => c.operation)).toEqual(["getSecurityState"])
+        expect(mismatch.health.credentials).toMatchObject({ _tag: "Left", left: { message: expect.stringMatching(/^credential_role_mismatch/) } })
+
+        yield* role("rotateCredentialRole", { role: "settlement_read", fingerprint: ControlPlane.credentialFingerprint(CREDS.settlement_read) })
+        expect((yield* run()).outcome).toMatchObject({ status: "applied" })
+        yield* role("revokeCredentialRole", { role: "operator_admin" })
+        const revoked = yield* run()
+        expect(revoked.outcome).toMatchObject({ status: "denied", denyReason: "credential_role_revoked" })
+        expect(revoked.health.credentials._tag).toBe("Left")
+        // The gateway keeps its deployment: a credential problem stops lightning-ops, not sales.
+        expect((yield* lightning.gateway.current)?.routes).toHaveLength(1)
       }).pipe(quiet))
 
     it.scopedLive("a wrong operations secret: control answers invalid_ops_secret, the reconcile is denied as control_unauthorized, health reports it, nothing is recorded", () =>

@@ -120,7 +120,7 @@ export const router = (service: ControlPlaneService, secret: Redacted.Redacted<s
       const queries: Record<string, () => Effect.Effect<Record<string, unknown>, ControlPlaneError>> = {
         [FUNCTIONS.listPaywalls]: () =>
           Effect.map(service.listPaywallsForCompile(args["statuses"] as ReadonlyArray<PaywallStatus> | undefined), (paywalls) => ({ paywalls })),
-        [FUNCTIONS.securityState]: () => Effect.map(service.getSecurityState, (s) => ({ ...s, credentialRoles: [] }))
+        [FUNCTIONS.securityState]: () => Effect.map(service.getSecurityState, (s) => ({ ...s }))
       }
       const mutations: Record<string, () => Effect.Effect<Record<string, unknown>, ControlPlaneError>> = {
         [FUNCTIONS.recordIntent]: () => Effect.map(service.recordDeploymentIntent(args as unknown as DeploymentIntent), (deployment) => ({ deployment })),
