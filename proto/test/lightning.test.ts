@@ -1,3 +1,4 @@
+import * as Contract from "../src/lightning/contract.js"
 import { create, equals, fromBinary, fromJson, fromJsonString, toBinary, toJson, toJsonString } from "@bufbuild/protobuf"
 import { StructSchema } from "@bufbuild/protobuf/wkt"
 import {
@@ -464,5 +465,29 @@ describe("openagents.lightning.v1 wallet executor and L402 buyer", () => {
     const cached = create(L402FetchResultSchema, { statusCode: 200, cacheStatus: L402CacheStatus.HIT, fromCache: true, proofReference: "none" })
     expect(equals(L402FetchResultSchema, cached, fromJson(L402FetchResultSchema, toJson(L402FetchResultSchema, cached)))).toBe(true)
     expect(cached.amountMsats).toBeUndefined()
+  })
+})
+
+describe("route-pattern grammar (contract.ts: control validates with it, the compiler compiles with it)", () => {
+  it("accepts host names, *.suffix, * and ports; refuses regexes and junk", () => {
+    for (const host of ["l402.example.com", "127.0.0.1", "L402.Example.COM", "*.example.com", "*", "api.example.com:8443"]) {
+      expect(Contract.hostPatternProblem(host), host).toBeUndefined()
+    }
+    for (const host of ["^l402\\.example\\.com$", "l402\\.example\\.com", ".*", "bad host!", "a.*.com", "", "x".repeat(256)]) {
+      expect(Contract.hostPatternProblem(host), host).toBeDefined()
+    }
+  })
+
+  it("accepts exact, prefix, catch-all and RE2 paths; refuses lookaround, backreferences and broken regexes", () => {
+    for (const path of ["/", "/*", "/a/b", "/a/*", "premium", "^/premium$", "/items/[0-9]+", "/x.*"]) {
+      expect(Contract.pathPatternProblem(path), path).toBeUndefined()
+    }
+    for (const path of ["/(?=a)b", "/(?<!a)b", "/(a)\\1", "/[", "/a b", "", "^premium"]) {
+      expect(Contract.pathPatternProblem(path), path).toBeDefined()
+    }
+    expect(Contract.pathKindOf("/a/*")).toBe("prefix")
+    expect(Contract.normalisePathPattern("premium")).toBe("/premium")
+    const anchored = Contract.normalisePathPattern("^/premium$")
+    expect(Contract.pathRegexpOf(anchored, Contract.pathKindOf(anchored))).toBe("^(?:/premium)$")
   })
 })

@@ -1,6 +1,7 @@
 // l402-gateway: the reference L402 gateway (paid routes from the deployed route table, the /ops
 // API for lightning-ops, /healthz, /metrics). Invoices come from LND_REST_URL with an invoice
-// macaroon; token root keys derive from L402_GATEWAY_ROOT_SECRET. Logic: @openagents/lightning.
+// macaroon; token root keys derive from L402_GATEWAY_ROOT_SECRET. With L402_GATEWAY_STATE_PATH the
+// deployments are kept in that file and served again after a restart. Logic: @openagents/lightning.
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as NodeContext from "@effect/platform-node/NodeContext"
@@ -29,6 +30,8 @@ const main = Layer.unwrapEffect(
     const opsToken = yield* secret("L402_GATEWAY_OPS_TOKEN", 16)
     const rootSecret = yield* secret("L402_GATEWAY_ROOT_SECRET", 32)
     const tokenValiditySeconds = yield* Config.integer("L402_GATEWAY_TOKEN_VALIDITY_SECS").pipe(Config.withDefault(86_400))
+    const statePath = yield* Config.option(Config.string("L402_GATEWAY_STATE_PATH"))
+    const store = Option.isSome(statePath) ? { store: yield* Gateway.fileStore(statePath.value) } : {}
     const lnd = yield* LndRest.loadSettings
     const lndClient = Option.match(lnd.tlsCertPath, {
       onNone: () => NodeHttpClient.layer,
@@ -39,7 +42,7 @@ const main = Layer.unwrapEffect(
       L402.derivedSecrets(Redacted.make(new TextEncoder().encode(Redacted.value(rootSecret)))),
       NodeHttpClient.layer
     )
-    const app = Layer.unwrapEffect(Effect.map(Gateway.make({ opsToken, tokenValiditySeconds }), (gateway) =>
+    const app = Layer.unwrapEffect(Effect.map(Gateway.make({ opsToken, tokenValiditySeconds, ...store }), (gateway) =>
       HttpServer.serve(HttpRouter.concat(
         HttpRouter.empty.pipe(
           HttpRouter.get("/healthz", Health.response({ service: "l402-gateway", version: "0.0.0" })),

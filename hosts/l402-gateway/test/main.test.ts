@@ -1,7 +1,12 @@
 // The l402-gateway host as a process: config validation, /healthz, /metrics, the ops API's bearer
-// auth, and no route served before a deployment.
+// auth, no route served before a deployment, and deployments kept across a restart.
 import { Effect } from "effect"
-import { LndSimulator } from "@openagents/lightning"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import { Compiler, LndSimulator } from "@openagents/lightning"
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import { freePort, type HostProcess, startHost, waitFor } from "../../../packages/lightning/test/process.js"
 import { serve } from "../../../packages/lightning/test/support.js"
@@ -48,4 +53,58 @@ describe("l402-gateway host", () => {
     expect(host.child.exitCode).not.toBe(0)
     expect(host.output()).toMatch(/L402_GATEWAY_ROOT_SECRET must be at least 32 characters/)
   })
+
+  it("with L402_GATEWAY_STATE_PATH, a restarted gateway serves its last deployment again without a redeploy; a tampered file is ignored", async () => {
+    const scope = Effect.runSync(Scope.make())
+    scopes.push(scope)
+    const { node, upstream, url } = await Effect.runPromise(Effect.gen(function*() {
+      const network = yield* LndSimulator.makeNetwork()
+      const node = network.addNode({ alias: "gw" })
+      const upstream = yield* serve(HttpRouter.empty.pipe(HttpRouter.all("*", Effect.succeed(HttpServerResponse.text("paid")))))
+      return { node, upstream, url: yield* serve(LndSimulator.router(node)) }
+    }).pipe(Scope.extend(scope)))
+    const statePath = join(mkdtempSync(join(tmpdir(), "l402-gateway-")), "state.json")
+    const ops = { authorization: "Bearer ops-token-0123456789abcdef" }
+    const start = async () => {
+      const port = await freePort()
+      const host = startHost("l402-gateway", {
+        L402_GATEWAY_PORT: String(port),
+        L402_GATEWAY_OPS_TOKEN: "ops-token-0123456789abcdef",
+        L402_GATEWAY_ROOT_SECRET: "root-secret-0123456789abcdef0123456789",
+        L402_GATEWAY_STATE_PATH: statePath,
+        LND_REST_URL: url,
+        LND_MACAROON_HEX: node.macaroons.invoice
+      })
+      running.push(host)
+      await waitFor(`http://127.0.0.1:${port}/healthz`, host)
+      return { host, base: `http://127.0.0.1:${port}` }
+    }
+    const compiled = Compiler.compile([{
+      paywallId: "pw_1", ownerId: "owner_1", name: "p", status: "active", createdAtMs: 0, updatedAtMs: 0,
+      policy: { paywallId: "pw_1", ownerId: "owner_1", pricingMode: "fixed", fixedAmountMsats: 21_000, killSwitch: false },
+      routes: [{ routeId: "r1", hostPattern: "*", pathPattern: "/paid/*", upstreamUrl: upstream, protocol: "http" }]
+    }])
+    if (!compiled.ok) throw new Error("compile")
+    const first = await start()
+    const deployed = await fetch(`${first.base}/ops/deploy`, {
+      method: "POST",
+      headers: { ...ops, "content-type": "application/json" },
+      body: JSON.stringify({ requestId: "r", deploymentId: "dep_1", configHash: compiled.configHash, apertureYaml: compiled.apertureYaml, routes: compiled.routes })
+    })
+    expect(deployed.status).toBe(200)
+    expect((await fetch(`${first.base}/paid/x`)).status).toBe(402)
+    await first.host.kill()
+
+    const second = await start()
+    expect(await (await fetch(`${second.base}/ops/deployment`, { headers: ops })).json()).toMatchObject({ deployment: { deploymentId: "dep_1", configHash: compiled.configHash } })
+    expect((await fetch(`${second.base}/paid/x`)).status).toBe(402)
+    await second.host.kill()
+
+    // A stored table that is not what its configHash names is never served.
+    writeFileSync(statePath, readFileSync(statePath, "utf8").replace("/paid/", "/free/"))
+    const third = await start()
+    expect(await (await fetch(`${third.base}/ops/deployment`, { headers: ops })).json()).toEqual({ deployment: null })
+    expect((await fetch(`${third.base}/paid/x`)).status).toBe(404)
+    expect(third.host.output()).toMatch(/ignoring the stored deployments/)
+  }, 60_000)
 })

@@ -44,7 +44,7 @@ const program = Effect.gen(function*() {
   const port = yield* Config.port("OA_LIGHTNING_OPS_PORT").pipe(Config.withDefault(8790))
   const host = yield* Config.string("OA_LIGHTNING_OPS_HOST").pipe(Config.withDefault("127.0.0.1"))
   const health = Effect.flatMap(LightningOps.OpsState, Ref.get).pipe(
-    Effect.flatMap((s) => Health.response({ service: "lightning-ops", version: "0.0.0", checks: { reconciler: Option.isSome(s.lastError) ? Effect.fail(new Error(s.lastError.value)) : Effect.void } }))
+    Effect.flatMap((s) => Health.response({ service: "lightning-ops", version: "0.0.0", checks: LightningOps.healthChecks(s) }))
   )
   const server = HttpServer.serve(HttpRouter.empty.pipe(HttpRouter.get("/healthz", health), HttpRouter.get("/metrics", Prometheus.response))).pipe(
     HttpServer.withLogAddress,

@@ -7,7 +7,7 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import { L402Buyer, LndRest, LndSimulator, MemoryLedger, WalletExecutor, WalletExecutorHttp } from "@openagents/lightning"
+import { HttpControlPlane, L402Buyer, LndRest, LndSimulator, MemoryControlPlane, MemoryLedger, WalletExecutor, WalletExecutorHttp } from "@openagents/lightning"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
@@ -19,6 +19,12 @@ import { serve } from "../../../packages/lightning/test/support.js"
 
 const OPS = "ops-token-0123456789abcdef"
 const EXEC = "exec-token-0123456789abcdef"
+/** The role credentials lightning-ops refuses to start without. */
+const CREDS = {
+  OA_LIGHTNING_OPS_CRED_GATEWAY_INVOICE: "cred-gateway-invoice-0123456789",
+  OA_LIGHTNING_OPS_CRED_SETTLEMENT_READ: "cred-settlement-read-0123456789",
+  OA_LIGHTNING_OPS_CRED_OPERATOR_ADMIN: "cred-operator-admin-0123456789"
+}
 
 const host = (name: string, env: Record<string, string>, args: ReadonlyArray<string> = []) =>
   Effect.acquireRelease(Effect.sync(() => startHost(name, env, args)), (h: HostProcess) => Effect.promise(() => h.kill()))
@@ -72,6 +78,7 @@ describe("lightning-ops host", () => {
         OA_LIGHTNING_OPS_MOCK_PAYWALLS_PATH: paywallsPath,
         OA_LIGHTNING_OPS_GATEWAY_BASE_URL: gatewayUrl,
         OA_LIGHTNING_OPS_GATEWAY_OPS_TOKEN: OPS,
+        ...CREDS,
         OA_LIGHTNING_OPS_WALLET_EXECUTOR_URL: executorUrl,
         OA_LIGHTNING_OPS_WALLET_EXECUTOR_TOKEN: EXEC
       }
@@ -102,12 +109,51 @@ describe("lightning-ops host", () => {
         OA_LIGHTNING_OPS_CONTROL_PLANE_MODE: "mock",
         OA_LIGHTNING_OPS_GATEWAY_BASE_URL: "http://127.0.0.1:1",
         OA_LIGHTNING_OPS_GATEWAY_OPS_TOKEN: OPS,
+        ...CREDS,
         OA_LIGHTNING_OPS_PORT: String(port)
       })
       expect((yield* Effect.promise(() => waitFor(`http://127.0.0.1:${port}/metrics`, loop))).status).toBe(200)
-      // No paywalls: the reconcile fails to compile (a failed intent, not a crash); health reports it.
+      // No paywalls and no gateway: the reconcile fails (a failed intent, not a crash); health reports it.
       const bad = yield* host("lightning-ops", { OA_LIGHTNING_OPS_CONTROL_PLANE_MODE: "api", OA_LIGHTNING_OPS_GATEWAY_BASE_URL: "x" })
       expect(yield* exited(bad)).not.toBe(0)
       expect(bad.output()).toMatch(/OA_LIGHTNING_OPS_API_BASE_URL/)
+    }), 60_000)
+
+  it.scopedLive("control refusing the operations secret is control_unauthorized on /healthz (503); a secret shorter than control's minimum is a config error", () =>
+    Effect.gen(function*() {
+      // Control's wire, answering as control does: 401 invalid_ops_secret for any other secret.
+      const controlUrl = yield* serve(HttpControlPlane.router(MemoryControlPlane.make(), Redacted.make("the-real-control-secret-0123456789abcdef")))
+      const port = yield* Effect.promise(freePort)
+      const env = {
+        OA_LIGHTNING_OPS_CONTROL_PLANE_MODE: "api",
+        OA_LIGHTNING_OPS_API_BASE_URL: controlUrl,
+        OA_LIGHTNING_OPS_GATEWAY_BASE_URL: "http://127.0.0.1:1",
+        OA_LIGHTNING_OPS_GATEWAY_OPS_TOKEN: OPS,
+        ...CREDS,
+        OA_LIGHTNING_OPS_PORT: String(port)
+      }
+      const wrong = yield* host("lightning-ops", { ...env, OA_LIGHTNING_OPS_SECRET: "a-wrong-but-long-enough-secret-0123456789" })
+      yield* Effect.promise(() => waitFor(`http://127.0.0.1:${port}/metrics`, wrong))
+      let health: { status: number; body: string } = { status: 0, body: "" }
+      for (let i = 0; i < 50 && health.status !== 503; i++) {
+        health = yield* Effect.promise(() => fetch(`http://127.0.0.1:${port}/healthz`).then(async (r) => ({ status: r.status, body: await r.text() })))
+        if (health.status !== 503) yield* Effect.sleep("100 millis")
+      }
+      expect(health.status, wrong.output()).toBe(503)
+      expect(health.body).toMatch(/controlPlane/)
+      expect(health.body).toMatch(/control_unauthorized/)
+
+      const short = yield* host("lightning-ops", { ...env, OA_LIGHTNING_OPS_PORT: String(yield* Effect.promise(freePort)), OA_LIGHTNING_OPS_SECRET: "only-16-chars-xx" })
+      expect(yield* exited(short)).not.toBe(0)
+      expect(short.output()).toMatch(/OA_LIGHTNING_OPS_SECRET must be at least 32 characters/)
+
+      // Role credentials fail closed: a missing or weak one is a config error naming it.
+      const { OA_LIGHTNING_OPS_CRED_SETTLEMENT_READ: _missing, ...withoutOne } = env
+      const missing = yield* host("lightning-ops", { ...withoutOne, OA_LIGHTNING_OPS_SECRET: "a-wrong-but-long-enough-secret-0123456789" })
+      expect(yield* exited(missing)).not.toBe(0)
+      expect(missing.output()).toMatch(/OA_LIGHTNING_OPS_CRED_SETTLEMENT_READ/)
+      const spaced = yield* host("lightning-ops", { ...env, OA_LIGHTNING_OPS_SECRET: "a-wrong-but-long-enough-secret-0123456789", OA_LIGHTNING_OPS_CRED_OPERATOR_ADMIN: "has a space in it 0123456789" })
+      expect(yield* exited(spaced)).not.toBe(0)
+      expect(spaced.output()).toMatch(/OA_LIGHTNING_OPS_CRED_OPERATOR_ADMIN must be at least 16 characters without whitespace/)
     }), 60_000)
 })

@@ -11,6 +11,7 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { hostPatternProblem, pathPatternProblem } from "@openagents/proto/lightning/v1"
 import { Conflict, Forbidden, InvalidRequest, NotFound, StorageError } from "./Errors.js"
 import { randomId, uuid7Hex } from "./internal/crypto.js"
 import type { InvoiceInput } from "./Invoices.js"
@@ -63,14 +64,6 @@ const check = (errors: FieldErrors, field: string, ok: boolean, message: string)
   if (!ok) (errors[field] ??= []).push(message)
 }
 
-const compiles = (pattern: string) => {
-  try {
-    new RegExp(pattern)
-    return true
-  } catch {
-    return false
-  }
-}
 
 const isHttpUrl = (value: string) => {
   try {
@@ -89,11 +82,14 @@ export const validatePaywall = (input: PaywallInput, creating: boolean): Invalid
   const errors: FieldErrors = {}
   const present = <K extends keyof PaywallInput>(k: K) => input[k] !== undefined || creating
   if (present("name")) check(errors, "name", typeof input.name === "string" && input.name.trim().length > 0 && input.name.length <= 120, "The name must be 1..120 characters.")
+  // Route patterns (not free regexes): the grammar lightning-ops compiles, from the shared contract.
   if (present("hostRegexp")) {
-    check(errors, "hostRegexp", typeof input.hostRegexp === "string" && input.hostRegexp.length > 0 && input.hostRegexp.length <= 255 && compiles(input.hostRegexp), "The host pattern must be a regular expression of 1..255 characters.")
+    const problem = typeof input.hostRegexp === "string" ? hostPatternProblem(input.hostRegexp) : "must be a string"
+    check(errors, "hostRegexp", problem === undefined, `The host pattern ${problem ?? ""}.`)
   }
   if (present("pathRegexp")) {
-    check(errors, "pathRegexp", typeof input.pathRegexp === "string" && input.pathRegexp.length > 0 && input.pathRegexp.length <= 255 && compiles(input.pathRegexp), "The path pattern must be a regular expression of 1..255 characters.")
+    const problem = typeof input.pathRegexp === "string" ? pathPatternProblem(input.pathRegexp) : "must be a string"
+    check(errors, "pathRegexp", problem === undefined, `The path pattern ${problem ?? ""}.`)
   }
   if (present("priceMsats")) check(errors, "priceMsats", nonNegativeInt(input.priceMsats) && input.priceMsats! > 0, "The price must be a positive whole number of millisatoshis.")
   if (present("upstream")) check(errors, "upstream", typeof input.upstream === "string" && input.upstream.length <= 2048 && isHttpUrl(input.upstream), "The upstream must be an http(s) URL of at most 2048 characters.")
@@ -403,8 +399,8 @@ export const make = Effect.gen(function*() {
           amountMsats: p.amountMsats,
           status: "settled",
           paymentProofRef,
-          requestId: p.requestId,
-          settledAtMs: p.occurredAtMs
+          ...withDefined("requestId", p.requestId),
+          ...withDefined("settledAtMs", p.occurredAtMs)
         }
         const result = yield* storage.ingestSettlement(settlement, invoice, now)
         const stored = result.settlement

@@ -8,21 +8,14 @@
 // - settledAtMs is set once, on the transition to settled;
 // - an invoice id names one invoice: a later update for another paywall, owner or amount is a
 //   conflict, never a silent rewrite.
-import type { Invoice, InvoiceStatus } from "./LightningOpsRpc.js"
+import type { Invoice, InvoiceLifecyclePayload, InvoiceStatus } from "./LightningOpsRpc.js"
 import { ControlPlaneConflict } from "./LightningOpsRpc.js"
 
-export interface InvoiceInput {
-  readonly invoiceId: string
-  readonly paywallId: string
-  readonly ownerId: string
-  readonly amountMsats: number
-  readonly status: InvoiceStatus
-  readonly paymentHash?: string | undefined
-  readonly paymentRequest?: string | undefined
-  readonly paymentProofRef?: string | undefined
-  readonly requestId?: string | undefined
-  readonly settledAtMs?: number | undefined
-}
+/**
+ * One state of one invoice: the ingest payload, i.e. openagents.lightning.v1.InvoiceLifecycleIngestRequest
+ * (the one definition lightning-ops sends; test/ProtoContract.test.ts holds the schema to it).
+ */
+export type InvoiceInput = InvoiceLifecyclePayload
 
 export const rank = (status: InvoiceStatus): number => (status === "open" ? 0 : status === "settled" ? 2 : 1)
 

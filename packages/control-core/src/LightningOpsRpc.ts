@@ -36,8 +36,8 @@ import * as Schema from "effect/Schema"
 export const RPC_PATH = "/api/internal/lightning-ops/rpc" as const
 /** The header that carries the operations secret on RPC calls. */
 export const OPS_SECRET_HEADER = "x-oa-ops-secret" as const
-/** Secrets shorter than this are refused by the server (it fails closed). */
-export const MIN_OPS_SECRET_LENGTH = 32
+/** Secrets shorter than this are refused by the server (it fails closed); shared with lightning-ops. */
+export { MIN_OPS_SECRET_LENGTH } from "@openagents/proto/lightning/v1"
 
 // ---------------------------------------------------------------------------------------------
 // Scalars
@@ -66,7 +66,8 @@ export const KNOWN_FAILURE_CODES = [
   "health_check_failed",
   "challenge_check_failed",
   "proxy_check_failed",
-  "rollback_failed"
+  "rollback_failed",
+  "security_denied"
 ] as const
 export const ReconcileFailureCode = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64)).annotations({
   description: `A reconcile failure code, e.g. ${KNOWN_FAILURE_CODES.join(", ")}`
@@ -83,6 +84,7 @@ export const CredentialRoleStatus = Schema.Literal("active", "rotating", "revoke
 export const KNOWN_DIAGNOSTIC_CODES = [
   "invalid_pricing_mode",
   "missing_pricing",
+  "price_not_whole_sats",
   "invalid_route_pattern",
   "invalid_upstream_url",
   "missing_route_protocol",

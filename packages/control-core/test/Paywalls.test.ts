@@ -66,7 +66,7 @@ const paywallSuite = (name: string, storage: Layer.Layer<any, unknown>) =>
           expect((yield* call("GET", "/api/l402/paywalls")).status).toBe(401)
         }))
 
-      it.effect("validates the paywall with per-field errors", () =>
+      it.effect("validates the paywall with per-field errors, route patterns by the shared grammar", () =>
         Effect.gen(function*() {
           const owner = yield* signInNative("autopilot-ios")
           const auth = bearer(owner.body.token)
@@ -77,6 +77,19 @@ const paywallSuite = (name: string, storage: Layer.Layer<any, unknown>) =>
           expect(bad.status).toBe(422)
           expect(bad.body.error.code).toBe("invalid_request")
           expect(Object.keys(bad.body.errors).sort()).toEqual(["hostRegexp", "metadata.allowedHosts", "metadata.timeoutMs", "name", "priceMsats", "upstream"])
+          // Route patterns, not free regexes (the grammar lightning-ops compiles: @openagents/proto/lightning/v1).
+          for (const [hostRegexp, pathRegexp, fields] of [
+            ["^l402\\.example\\.com$", "/premium", ["hostRegexp"]],
+            ["l402.example.com", "/(?=a)b", ["pathRegexp"]],
+            ["bad host!", "/a\\1", ["hostRegexp", "pathRegexp"]]
+          ] as const) {
+            const refused = yield* call("POST", "/api/l402/paywalls", { body: paywallBody({ hostRegexp, pathRegexp }), headers: auth })
+            expect(refused.status, `${hostRegexp} ${pathRegexp}`).toBe(422)
+            expect(Object.keys(refused.body.errors).sort()).toEqual(fields)
+          }
+          for (const [hostRegexp, pathRegexp] of [["*.example.com:8443", "/api/*"], ["*", "/"], ["L402.Example.com", "/items/[0-9]+"]] as const) {
+            expect((yield* call("POST", "/api/l402/paywalls", { body: paywallBody({ hostRegexp, pathRegexp }), headers: auth })).status, `${hostRegexp} ${pathRegexp}`).toBe(201)
+          }
           const wrongType = yield* call("POST", "/api/l402/paywalls", { body: paywallBody({ priceMsats: "lots" }), headers: auth })
           expect(wrongType.status).toBe(422)
           expect(Object.keys(wrongType.body.errors)).toEqual(["priceMsats"])

@@ -144,8 +144,8 @@ export const serverUrl = Effect.map(HttpServer.HttpServer, (server) => {
 /** A valid paywall body for POST /api/l402/paywalls. */
 export const paywallBody = (over: Record<string, unknown> = {}) => ({
   name: "premium signal",
-  hostRegexp: "^l402\\.example\\.com$",
-  pathRegexp: "^/ep212/premium-signal$",
+  hostRegexp: "l402.example.com",
+  pathRegexp: "/ep212/premium-signal",
   priceMsats: 70_000,
   upstream: "https://upstream.example.com/signal",
   metadata: { timeoutMs: 5000, priority: 3, allowedHosts: ["l402.example.com"] },

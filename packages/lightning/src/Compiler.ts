@@ -6,13 +6,32 @@
 // (= first-match order: priority asc, host specificity desc, path specificity desc, host, path,
 // paywallId, routeId), keys are written in a fixed order and every scalar is quoted (YAML 1.1
 // would read `on`/`off` as booleans). `configHash = "cfg_" + sha256(yaml ‖ canonical route table)`.
-// Any diagnostic fails the compile; a failed compile still has a `configHash`: the snapshot hash
-// of its input, so the failed intent names what was compiled.
+// Isolation: a diagnostic that names one paywall (pricing, route pattern, upstream, protocol)
+// leaves that whole paywall out (`excluded`) and the others compile — one owner's bad paywall
+// never stops everyone's. A conflict between routes (duplicate, ambiguous, shadowed) fails the
+// compile; a failed compile still has a `configHash`: the snapshot hash of its input, so the
+// failed intent names what was compiled. No route at all is a warning, not a failure: the empty
+// table is deployed, so paused, killed and invalid paywalls stop being sold.
+//
+// Route patterns follow the grammar of the shared contract (@openagents/proto/lightning/v1,
+// contract.ts), which control also validates when a paywall is written.
 //
 // Aperture matches services in list order, host regexp against Host (with the port when the
 // client sent one), path regexp against the URL path; so the order above is Aperture's order too.
 import { sha256 } from "@noble/hashes/sha2"
 import { canonicalJson } from "@openagents/proto/canonical-json"
+import {
+  type HostKind,
+  hostKindOf,
+  hostPatternProblem,
+  hostRegexpOf,
+  normaliseHostPattern,
+  normalisePathPattern,
+  pathKindOf,
+  pathPatternProblem,
+  pathRegexpOf,
+  type PathKind
+} from "@openagents/proto/lightning/v1"
 import type { Paywall } from "./ControlPlane.js"
 import { toHex, utf8 } from "./internal/bytes.js"
 
@@ -30,15 +49,15 @@ export type DiagnosticCode =
 
 export interface Diagnostic {
   readonly code: DiagnosticCode
-  readonly severity: "error"
+  /** "error": what it names is not compiled; "warn": informational (no_compilable_routes). */
+  readonly severity: "error" | "warn"
   readonly message: string
   readonly paywallId?: string
   readonly routeId?: string
   readonly relatedRouteId?: string
 }
 
-export type HostKind = "literal" | "wildcard" | "any"
-export type PathKind = "exact" | "prefix" | "regex" | "catchall"
+export type { HostKind, PathKind }
 
 export interface CompiledRoute {
   /** `<paywallId>:<routeId>` */
@@ -96,6 +115,8 @@ export type CompileResult =
     readonly configHash: string
     readonly apertureYaml: string
     readonly routes: ReadonlyArray<CompiledRoute>
+    /** The paywalls left out (their diagnostics name them); the others compiled. */
+    readonly excluded: ReadonlyArray<string>
     readonly diagnostics: ReadonlyArray<Diagnostic>
   }
   | {
@@ -119,65 +140,14 @@ export const snapshotHash = (paywalls: ReadonlyArray<Paywall>): string =>
     routes: p.routes
   }))))
 
-// --- normalisation and classification ----------------------------------------------------------
+// --- normalisation and classification: the route-pattern grammar of the shared contract -------
 
-export const normaliseHost = (host: string) => host.trim().toLowerCase()
-
-export const normalisePath = (path: string) => {
-  const p = path.trim()
-  if (p === "") return "/"
-  return p.startsWith("/") ? p : `/${p}`
-}
-
-const REGEX_META = /[\\^$.|?+()[\]{}]/
-
-export const pathKindOf = (path: string): PathKind => {
-  if (path === "/" || path === "/*") return "catchall"
-  if (path.endsWith("/*") && !REGEX_META.test(path.slice(0, -2)) && !path.slice(0, -2).includes("*")) return "prefix"
-  if (REGEX_META.test(path) || path.includes("*")) return "regex"
-  return "exact"
-}
-
-export const hostKindOf = (host: string): HostKind => (host === "*" ? "any" : host.includes("*") ? "wildcard" : "literal")
+export const normaliseHost = normaliseHostPattern
+export const normalisePath = normalisePathPattern
+export { hostKindOf, hostRegexpOf, pathKindOf, pathRegexpOf }
 
 const HOST_SPECIFICITY: Record<HostKind, number> = { literal: 2, wildcard: 1, any: 0 }
 const PATH_SPECIFICITY: Record<PathKind, number> = { exact: 3, prefix: 2, regex: 1, catchall: 0 }
-
-const escapeRegex = (text: string) => text.replace(/[\\^$.|?*+()[\]{}]/g, "\\$&")
-
-const HOST_PATTERN = /^(\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)(:\d{1,5})?$/
-
-export const hostRegexpOf = (host: string): string => {
-  if (host === "*") return "^.*$"
-  const port = /:\d+$/.test(host)
-  const body = host.startsWith("*.") ? `[^.]+\\.${escapeRegex(host.slice(2))}` : escapeRegex(host)
-  return port ? `^${body}$` : `^${body}(:[0-9]+)?$`
-}
-
-/** RE2 (Go) accepts neither lookaround nor backreferences; JS must compile it too. */
-const re2Problem = (pattern: string): string | undefined => {
-  if (/\(\?<?[=!]/.test(pattern)) return "lookaround is not supported by RE2"
-  if (/\\[1-9]/.test(pattern) || /\\k</.test(pattern)) return "backreferences are not supported by RE2"
-  try {
-    new RegExp(pattern)
-  } catch (e) {
-    return e instanceof Error ? e.message : String(e)
-  }
-  return undefined
-}
-
-export const pathRegexpOf = (path: string, kind: PathKind): string => {
-  switch (kind) {
-    case "catchall":
-      return "^/.*$"
-    case "prefix":
-      return `^${escapeRegex(path.slice(0, -1))}.*$`
-    case "exact":
-      return `^${escapeRegex(path)}$`
-    case "regex":
-      return `^(?:${path.replace(/^\^/, "").replace(/\$$/, "")})$`
-  }
-}
 
 /** Does host pattern `a` match every host `b` matches? */
 const hostCovers = (a: string, b: string) =>
@@ -242,7 +212,7 @@ export const renderYaml = (routes: ReadonlyArray<CompiledRoute>, settings: Apert
     `  lndhost: ${dq(settings.lndHost)}`,
     `  tlspath: ${dq(settings.tlsPath)}`,
     `  macdir: ${dq(settings.macDir)}`,
-    "services:"
+    routes.length === 0 ? "services: []" : "services:"
   )
   for (const r of routes) {
     const url = new URL(r.upstream.url)
@@ -269,8 +239,12 @@ export const compile = (paywalls: ReadonlyArray<Paywall>, settings: ApertureSett
   const diagnostics: Array<Diagnostic> = []
   const routes: Array<CompiledRoute> = []
   const ordered = [...paywalls].sort((a, b) => compare(a.paywallId, b.paywallId))
+  const excluded: Array<string> = []
   for (const paywall of ordered) {
     if (paywall.status !== "active" || paywall.policy.killSwitch) continue
+    // A paywall compiles whole or not at all; its problems never stop the other paywalls.
+    const before = diagnostics.length
+    const accepted: Array<CompiledRoute> = []
     const at = { paywallId: paywall.paywallId }
     const price = paywall.policy.fixedAmountMsats
     let priced = true
@@ -291,11 +265,12 @@ export const compile = (paywalls: ReadonlyArray<Paywall>, settings: ApertureSett
       const path = normalisePath(route.pathPattern)
       const pathKind = pathKindOf(path)
       let valid = priced
-      if (!HOST_PATTERN.test(host)) {
-        diagnostics.push({ code: "invalid_route_pattern", severity: "error", message: `host pattern "${route.hostPattern}" is not a host name, *.suffix or *`, ...where })
+      const hostProblem = hostPatternProblem(route.hostPattern)
+      if (hostProblem !== undefined) {
+        diagnostics.push({ code: "invalid_route_pattern", severity: "error", message: `host pattern "${route.hostPattern}" ${hostProblem}`, ...where })
         valid = false
       }
-      const pathProblem = pathKind === "regex" ? re2Problem(pathRegexpOf(path, pathKind)) : /\s/.test(path) ? "whitespace in path" : undefined
+      const pathProblem = pathPatternProblem(route.pathPattern)
       if (pathProblem !== undefined) {
         diagnostics.push({ code: "invalid_route_pattern", severity: "error", message: `path pattern "${route.pathPattern}": ${pathProblem}`, ...where })
         valid = false
@@ -323,7 +298,7 @@ export const compile = (paywalls: ReadonlyArray<Paywall>, settings: ApertureSett
         }
       }
       if (!valid) continue
-      routes.push({
+      accepted.push({
         id: `${paywall.paywallId}:${route.routeId}`,
         service: serviceNameOf(paywall.paywallId, route.routeId),
         paywallId: paywall.paywallId,
@@ -340,8 +315,11 @@ export const compile = (paywalls: ReadonlyArray<Paywall>, settings: ApertureSett
         priority: route.priority ?? DEFAULT_PRIORITY
       })
     }
+    if (diagnostics.length > before) excluded.push(paywall.paywallId)
+    else routes.push(...accepted)
   }
   routes.sort(compareRoutes)
+  const conflictsFrom = diagnostics.length
 
   // Conflicts, in first-match order.
   for (let j = 0; j < routes.length; j++) {
@@ -360,12 +338,15 @@ export const compile = (paywalls: ReadonlyArray<Paywall>, settings: ApertureSett
       }
     }
   }
+  // Which of two conflicting routes an owner meant is not the compiler's to decide: a conflict
+  // fails the compile (the gateway keeps its deployment).
+  if (diagnostics.length > conflictsFrom) return { ok: false, configHash: snapshotHash(paywalls), diagnostics }
   if (routes.length === 0) {
-    diagnostics.push({ code: "no_compilable_routes", severity: "error", message: "no active paywall has a compilable route" })
+    // Still a deployment: an empty table is how paused, killed and invalid paywalls stop selling.
+    diagnostics.push({ code: "no_compilable_routes", severity: "warn", message: "no active paywall has a compilable route: the gateway sells nothing" })
   }
-  if (diagnostics.length > 0) return { ok: false, configHash: snapshotHash(paywalls), diagnostics }
   const apertureYaml = renderYaml(routes, settings)
-  return { ok: true, configHash: hash(`${apertureYaml}\n${canonicalJson(routes)}`), apertureYaml, routes, diagnostics }
+  return { ok: true, configHash: hash(`${apertureYaml}\n${canonicalJson(routes)}`), apertureYaml, routes, excluded, diagnostics }
 }
 
 /** The first route (in order) matching a request, as Aperture would pick its service. */

@@ -7,10 +7,12 @@
 // The domain types are Effect Schemas of the upstream JSON (lowerCamelCase, msat amounts as
 // numbers, times as Unix ms), the same shapes the proto contracts in
 // openagents/lightning/v1/control_plane.proto describe.
+import { sha256 } from "@noble/hashes/sha2"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import type * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import { toHex, utf8 } from "./internal/bytes.js"
 
 export const PaywallStatus = Schema.Literal("active", "paused", "archived")
 export type PaywallStatus = typeof PaywallStatus.Type
@@ -69,18 +71,44 @@ export const OwnerControl = Schema.Struct({
   updatedAtMs: Schema.optional(Schema.NullOr(Schema.Number))
 })
 
+export const CredentialRole = Schema.Literal("gateway_invoice", "settlement_read", "operator_admin")
+export type CredentialRole = typeof CredentialRole.Type
+
+/** A role credential as control records it (never the credential: its fingerprint). */
+export const CredentialRoleState = Schema.Struct({
+  role: CredentialRole,
+  status: Schema.Literal("active", "rotating", "revoked"),
+  version: Schema.optional(Schema.Number),
+  fingerprint: Schema.optional(Schema.NullOr(Schema.String))
+})
+export type CredentialRoleState = typeof CredentialRoleState.Type
+
 export const SecurityState = Schema.Struct({
   global: SecurityGlobal,
-  ownerControls: Schema.Array(OwnerControl)
+  ownerControls: Schema.Array(OwnerControl),
+  credentialRoles: Schema.optionalWith(Schema.Array(CredentialRoleState), { default: () => [] })
 })
 export type SecurityState = typeof SecurityState.Type
 
 export type DeploymentStatus = "pending" | "applied" | "failed" | "rolled_back"
 
+/** openagents.lightning.v1.ReconcileFailureCode, as its lower-case upstream string. */
+export type ReconcileFailureCode =
+  | "compile_validation_failed"
+  | "active_lookup_failed"
+  | "deploy_apply_failed"
+  | "health_check_failed"
+  | "challenge_check_failed"
+  | "proxy_check_failed"
+  | "rollback_failed"
+  | "security_denied"
+
 export interface DeploymentIntent {
   readonly deploymentId: string
   readonly configHash: string
   readonly status: DeploymentStatus
+  /** For failed and rolled_back intents: why (control shows it as the paywall's lastReconcileError). */
+  readonly failureCode?: ReconcileFailureCode | undefined
   readonly paywallId?: string | undefined
   readonly ownerId?: string | undefined
   readonly imageDigest?: string | undefined
@@ -105,41 +133,54 @@ export interface GatewayEvent {
   readonly metadata?: Readonly<Record<string, unknown>> | undefined
 }
 
-export type InvoiceStatus = "open" | "settled" | "canceled" | "expired"
+export const InvoiceStatus = Schema.Literal("open", "settled", "canceled", "expired")
+export type InvoiceStatus = typeof InvoiceStatus.Type
 
-export interface InvoiceLifecycle {
-  readonly invoiceId: string
-  readonly paywallId: string
-  readonly ownerId: string
-  readonly amountMsats: number
-  readonly status: InvoiceStatus
-  readonly paymentHash?: string | undefined
-  readonly paymentRequest?: string | undefined
-  readonly paymentProofRef?: string | undefined
-  readonly requestId?: string | undefined
-  readonly settledAtMs?: number | undefined
-}
+/**
+ * One state of one invoice the gateway issued for a paywall: the JSON of
+ * openagents.lightning.v1.InvoiceLifecycleIngestRequest, the single definition control's ingest
+ * payload also follows (test/ProtoContract.test.ts holds this schema to the proto message).
+ */
+export const InvoiceLifecycle = Schema.Struct({
+  invoiceId: Schema.String,
+  paywallId: Schema.String,
+  ownerId: Schema.String,
+  amountMsats: Schema.Number,
+  status: InvoiceStatus,
+  paymentHash: Schema.optional(Schema.String),
+  paymentRequest: Schema.optional(Schema.String),
+  paymentProofRef: Schema.optional(Schema.String),
+  requestId: Schema.optional(Schema.String),
+  settledAtMs: Schema.optional(Schema.Number)
+})
+export type InvoiceLifecycle = typeof InvoiceLifecycle.Type
 
-export interface Settlement {
-  readonly settlementId: string
-  readonly paywallId: string
-  readonly ownerId: string
-  readonly invoiceId?: string | undefined
-  readonly amountMsats: number
-  readonly paymentProofType: "lightning_preimage"
+export const Settlement = Schema.Struct({
+  settlementId: Schema.String,
+  paywallId: Schema.String,
+  ownerId: Schema.String,
+  invoiceId: Schema.optional(Schema.String),
+  amountMsats: Schema.Number,
+  paymentProofType: Schema.Literal("lightning_preimage"),
   /** Hex preimage (normalised to lower case). */
-  readonly paymentProofValue: string
-  readonly requestId?: string | undefined
-  readonly metadata?: Readonly<Record<string, unknown>> | undefined
-}
+  paymentProofValue: Schema.String,
+  requestId: Schema.optional(Schema.String),
+  metadata: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
+})
+export type Settlement = typeof Settlement.Type
 
 export type ControlPlaneErrorCode =
   | "ops_secret_unconfigured"
   | "invalid_ops_secret"
   | "unsupported_function"
   | "invalid_arguments"
+  /** An idempotency key or immutable identity reused with other content (control's 409). */
+  | "conflict"
   | "control_plane_unavailable"
   | "bad_response"
+
+/** Control refused the operations secret (ours is wrong, or control has none): an operator must act. */
+export const isUnauthorized = (error: ControlPlaneError): boolean => error.code === "invalid_ops_secret" || error.code === "ops_secret_unconfigured"
 
 export class ControlPlaneError extends Data.TaggedError("ControlPlaneError")<{
   readonly code: ControlPlaneErrorCode
@@ -166,3 +207,10 @@ export class ControlPlane extends Context.Tag("@openagents/lightning/ControlPlan
 
 /** `lightning_preimage:<first 24 hex chars>`, the stored proof reference of a settlement. */
 export const paymentProofRef = (preimageHex: string): string => `lightning_preimage:${preimageHex.toLowerCase().slice(0, 24)}`
+
+/**
+ * The fingerprint control records for a role credential (`rotate/activateCredentialRole`
+ * `fingerprint`): "sha256:" + hex SHA-256 of the credential. lightning-ops compares its own
+ * credentials' fingerprints with control's; the credential itself never leaves the process.
+ */
+export const credentialFingerprint = (credential: string): string => `sha256:${toHex(sha256(utf8(credential)))}`

@@ -5,13 +5,27 @@
 //   GET  /ops/deployment  {deployment: {deploymentId, configHash, imageDigest, appliedAtMs} | null}
 //   POST /ops/deploy      {requestId, deploymentId, configHash, apertureYaml, routes} → {ok, deployment}
 //   POST /ops/rollback    {requestId} → {ok, deployment}   (409 when there is nothing to roll back to)
+//   GET  /ops/ledger?after=<seq>&limit=<n>  {entries: [{seq, invoice} | {seq, settlement}], next}
+//   POST /ops/ledger/ack  {through: <seq>} → {ok}    (drops the entries up to seq)
 //   anything else         the first compiled route matching Host and path: L402 paywall (price and
 //                         service from the route), then proxied to the route's upstream; 404 if none.
 //
 // The ops routes require `Authorization: Bearer <ops token>`. A deploy is accepted only when its
 // configHash is the hash of its YAML and route table (what the compiler produced), so a gateway
-// never serves a table other than the one the intent names. Deployments live in memory: a
-// restarted gateway serves nothing until the reconciler deploys again (it sees `deployment: null`).
+// never serves a table other than the one the intent names. Deployments live in memory, and in a
+// DeploymentStore when one is given (`fileStore`: the host's L402_GATEWAY_STATE_PATH): a restarted
+// gateway then serves its last deployment again without a redeploy (each stored deployment is
+// checked against its configHash on load; a store that does not check out is ignored, and the
+// gateway serves nothing until the reconciler deploys). A deploy or rollback is answered only once
+// it is stored. Without a store, a restarted gateway serves nothing until the next reconcile.
+//
+// The ledger: what control records of the gateway's sales (UPSTREAM_SPEC §3.3, §3.4), journalled
+// in order for lightning-ops to ingest — an OPEN invoice per challenge (`inv_<payment hash>`, for
+// the route's paywall and owner) and, the first time a credential for a payment hash is accepted,
+// a settlement (`set_<payment hash>`, proof = the preimage) that also settles its invoice. The ids
+// derive from the payment hash, so a replay names the same records and control dedupes it. The
+// journal is in memory and bounded (ledgerCapacity, oldest dropped with a warning); entries stay
+// until lightning-ops acknowledges them after control accepted them.
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpRouter from "@effect/platform/HttpRouter"
@@ -19,6 +33,7 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { canonicalJson } from "@openagents/proto/canonical-json"
 import { sha256 } from "@noble/hashes/sha2"
+import * as FileSystem from "@effect/platform/FileSystem"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
@@ -27,7 +42,9 @@ import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import type { CompiledRoute } from "./Compiler.js"
 import * as Compiler from "./Compiler.js"
+import type * as L402 from "./L402.js"
 import { equalBytes, toHex, utf8 } from "./internal/bytes.js"
+import { InvoiceLifecycle, Settlement } from "./ControlPlane.js"
 import * as L402Middleware from "./L402Middleware.js"
 
 export const Deployment = Schema.Struct({
@@ -75,12 +92,61 @@ export const RollbackRequest = Schema.Struct({ requestId: Schema.String, deploym
 export const configHashOf = (apertureYaml: string, routes: ReadonlyArray<CompiledRoute>): string =>
   `cfg_${toHex(sha256(utf8(`${apertureYaml}\n${canonicalJson(routes)}`)))}`
 
+export const LedgerEntry = Schema.Union(
+  Schema.Struct({ seq: Schema.Number, invoice: InvoiceLifecycle }),
+  Schema.Struct({ seq: Schema.Number, settlement: Settlement })
+)
+export type LedgerEntry = typeof LedgerEntry.Type
+
+export const LedgerPage = Schema.Struct({ entries: Schema.Array(LedgerEntry), next: Schema.Number })
+export type LedgerPage = typeof LedgerPage.Type
+
+const ActiveDeploymentSchema = Schema.Struct({
+  ...Deployment.fields,
+  apertureYaml: Schema.String,
+  routes: Schema.Array(CompiledRouteSchema)
+})
+
+export const GatewayState = Schema.Struct({
+  current: Schema.optional(ActiveDeploymentSchema),
+  /** Earlier deployments, oldest first, for rollbacks (at most HISTORY_LIMIT). */
+  history: Schema.Array(ActiveDeploymentSchema)
+})
+export type GatewayState = typeof GatewayState.Type
+
+export const HISTORY_LIMIT = 10
+
+/** Where the gateway keeps its deployments across restarts. */
+export interface DeploymentStore {
+  readonly load: Effect.Effect<GatewayState | undefined, Error>
+  readonly save: (state: GatewayState) => Effect.Effect<void, Error>
+}
+
+/** A JSON file, replaced atomically (write a temporary file, then rename). */
+export const fileStore = (path: string): Effect.Effect<DeploymentStore, never, FileSystem.FileSystem> =>
+  Effect.map(FileSystem.FileSystem, (fs) => ({
+    load: Effect.gen(function*() {
+      if (!(yield* fs.exists(path))) return undefined
+      return yield* Schema.decodeUnknown(Schema.parseJson(GatewayState))(yield* fs.readFileString(path))
+    }).pipe(Effect.mapError((e) => new Error(`reading ${path}: ${e.message}`))),
+    save: (state) =>
+      Effect.gen(function*() {
+        const temporary = `${path}.${process.pid}.tmp`
+        yield* fs.writeFileString(temporary, JSON.stringify(Schema.encodeSync(GatewayState)(state)))
+        yield* fs.rename(temporary, path)
+      }).pipe(Effect.mapError((e) => new Error(`writing ${path}: ${e.message}`)))
+  }))
+
 export interface GatewayOptions {
   readonly opsToken: Redacted.Redacted<string>
   /** Reported as the deployment's imageDigest (what is running). */
   readonly imageDigest?: string
   /** Token validity for minted L402 tokens (seconds; default 86400). */
   readonly tokenValiditySeconds?: number
+  /** Ledger entries kept until acknowledged (default 10000; the oldest are dropped beyond it). */
+  readonly ledgerCapacity?: number
+  /** Keep deployments across restarts (default: memory only). */
+  readonly store?: DeploymentStore
 }
 
 const proxied = Metric.counter("l402_gateway_proxied_total", { description: "Paid requests proxied upstream" })
@@ -90,8 +156,84 @@ const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-authenticate", "p
 
 export const make = (options: GatewayOptions) =>
   Effect.gen(function*() {
-    const state = yield* Ref.make<{ readonly current: ActiveDeployment | undefined; readonly history: ReadonlyArray<ActiveDeployment> }>({ current: undefined, history: [] })
+    const restored = options.store === undefined ? undefined : yield* options.store.load.pipe(
+      Effect.flatMap((loaded) => {
+        const all = loaded === undefined ? [] : [...loaded.history, ...(loaded.current === undefined ? [] : [loaded.current])]
+        const forged = all.find((d) => configHashOf(d.apertureYaml, d.routes) !== d.configHash)
+        return forged === undefined ? Effect.succeed(loaded) : Effect.fail(new Error(`stored deployment ${forged.deploymentId} does not match its configHash`))
+      }),
+      Effect.tap((loaded) => loaded?.current === undefined ? Effect.void : Effect.logInfo(`serving stored deployment ${loaded.current.deploymentId} (${loaded.current.configHash})`)),
+      Effect.catchAll((e) => Effect.as(Effect.logError(`ignoring the stored deployments: ${e.message}; serving nothing until a deploy`), undefined))
+    )
+    const state = yield* Ref.make<GatewayState>(restored ?? { history: [] })
+    // Deploys and rollbacks one at a time: the next state is stored before it is served.
+    const transitions = yield* Effect.makeSemaphore(1)
+    const transition = <A>(next: (s: GatewayState) => readonly [A, GatewayState | undefined]) =>
+      transitions.withPermits(1)(Effect.gen(function*() {
+        const [answer, updated] = next(yield* Ref.get(state))
+        if (updated === undefined) return answer
+        if (options.store !== undefined) yield* options.store.save(updated)
+        yield* Ref.set(state, updated)
+        return answer
+      }))
+    const persistFailed = (e: Error) =>
+      Effect.as(Effect.logError(`deployment not stored: ${e.message}`), HttpServerResponse.unsafeJson({ ok: false, error: "persist_failed" }, { status: 500 }))
     const http = yield* HttpClient.HttpClient
+    // The ledger is plain mutable state: every access is one synchronous step (Effect.sync), so
+    // nothing interleaves; maps evict in insertion order beyond the capacity.
+    const capacity = options.ledgerCapacity ?? 10_000
+    const ledger = { seq: 0, entries: [] as Array<LedgerEntry>, issued: new Map<string, InvoiceLifecycle>(), settled: new Set<string>() }
+    const bounded = <K>(keys: { readonly size: number; keys(): IterableIterator<K>; delete(key: K): boolean }) => {
+      for (const key of keys.keys()) {
+        if (keys.size <= capacity) break
+        keys.delete(key)
+      }
+    }
+    const journal = (entry: { readonly invoice: InvoiceLifecycle } | { readonly settlement: Settlement }) =>
+      Effect.suspend(() => {
+        ledger.seq += 1
+        ledger.entries.push({ seq: ledger.seq, ...entry } as LedgerEntry)
+        const dropped = ledger.entries.length - capacity
+        if (dropped <= 0) return Effect.void
+        ledger.entries.splice(0, dropped)
+        return Effect.logWarning(`ledger full: dropped ${dropped} unacknowledged entries (is lightning-ops ingesting?)`)
+      })
+    const invoiceIssued = (route: CompiledRoute) => (issued: L402Middleware.IssuedInvoice) =>
+      Effect.suspend(() => {
+        const invoice: InvoiceLifecycle = {
+          invoiceId: `inv_${issued.paymentHash}`,
+          paywallId: route.paywallId,
+          ownerId: route.ownerId,
+          amountMsats: Number(issued.amountMsats),
+          status: "open",
+          paymentHash: issued.paymentHash,
+          paymentRequest: issued.paymentRequest
+        }
+        // Remember what the invoice was for: its settlement names the same paywall and amount
+        // even after a redeploy changed the route.
+        ledger.issued.set(issued.paymentHash, invoice)
+        bounded(ledger.issued)
+        return journal({ invoice })
+      })
+    const credentialAccepted = (route: CompiledRoute) => (token: L402.VerifiedToken) =>
+      Effect.suspend(() => {
+        const hash = token.identifier.paymentHash
+        if (ledger.settled.has(hash)) return Effect.void
+        ledger.settled.add(hash)
+        bounded(ledger.settled)
+        const invoice = ledger.issued.get(hash)
+        return journal({
+          settlement: {
+            settlementId: `set_${hash}`,
+            invoiceId: `inv_${hash}`,
+            paywallId: invoice?.paywallId ?? route.paywallId,
+            ownerId: invoice?.ownerId ?? route.ownerId,
+            amountMsats: invoice?.amountMsats ?? route.priceMsats,
+            paymentProofType: "lightning_preimage",
+            paymentProofValue: token.preimageHex
+          }
+        })
+      })
 
     const authorized = (request: HttpServerRequest.HttpServerRequest) => {
       const m = /^Bearer\s+(.+)$/i.exec((request.headers["authorization"] ?? "").trim())
@@ -149,7 +291,9 @@ export const make = (options: GatewayOptions) =>
       return yield* L402Middleware.paywall({
         service: route.service,
         priceMsats: BigInt(route.priceMsats),
-        timeoutSeconds: options.tokenValiditySeconds ?? 86_400
+        timeoutSeconds: options.tokenValiditySeconds ?? 86_400,
+        onInvoice: invoiceIssued(route),
+        onAccepted: credentialAccepted(route)
       })(proxy(route))
     })
 
@@ -183,28 +327,54 @@ export const make = (options: GatewayOptions) =>
             apertureYaml: d.apertureYaml,
             routes: d.routes
           }
-          yield* Ref.update(state, (s) => ({ current: deployment, history: s.current === undefined ? s.history : [...s.history, s.current] }))
+          yield* transition((s) => [undefined, { current: deployment, history: s.current === undefined ? s.history : [...s.history, s.current].slice(-HISTORY_LIMIT) }])
           yield* Effect.logInfo(`deployed ${d.deploymentId} (${d.configHash}, ${d.routes.length} routes)`)
           return HttpServerResponse.unsafeJson({ ok: true, deployment: publicDeployment(deployment) })
-        }))
+        }).pipe(Effect.catchIf((e): e is Error => e instanceof Error, persistFailed)))
       ),
       HttpRouter.post(
         "/ops/rollback",
         ops(Effect.gen(function*() {
-          const rolled = yield* Ref.modify(state, (s) => {
+          const rolled = yield* transition((s) => {
             const previous = s.history.at(-1)
-            return previous === undefined ? [undefined, s] as const : [previous, { current: previous, history: s.history.slice(0, -1) }] as const
+            return previous === undefined ? [undefined, undefined] as const : [previous, { current: previous, history: s.history.slice(0, -1) }] as const
           })
           if (rolled === undefined) return HttpServerResponse.unsafeJson({ ok: false, error: "nothing_to_roll_back" }, { status: 409 })
           yield* Effect.logInfo(`rolled back to ${rolled.deploymentId}`)
           return HttpServerResponse.unsafeJson({ ok: true, deployment: publicDeployment(rolled) })
+        }).pipe(Effect.catchIf((e): e is Error => e instanceof Error, persistFailed)))
+      )
+    )
+
+    const ledgerRoutes = HttpRouter.empty.pipe(
+      HttpRouter.get(
+        "/ops/ledger",
+        ops(Effect.gen(function*() {
+          const params = new URL((yield* HttpServerRequest.HttpServerRequest).url, "http://gateway").searchParams
+          const after = Number(params.get("after") ?? "0")
+          const limit = Math.min(Math.max(Number(params.get("limit") ?? "100"), 1), 1_000)
+          if (!Number.isSafeInteger(after) || !Number.isSafeInteger(limit)) return HttpServerResponse.unsafeJson({ ok: false, error: "invalid_request" }, { status: 400 })
+          const entries = ledger.entries.filter((e) => e.seq > after).slice(0, limit)
+          return HttpServerResponse.unsafeJson({ entries, next: entries.at(-1)?.seq ?? Math.max(after, 0) } satisfies LedgerPage)
+        }))
+      ),
+      HttpRouter.post(
+        "/ops/ledger/ack",
+        ops(Effect.gen(function*() {
+          const body = yield* Effect.either(Effect.flatMap((yield* HttpServerRequest.HttpServerRequest).json, Schema.decodeUnknown(Schema.Struct({ through: Schema.Number }))))
+          if (body._tag === "Left") return HttpServerResponse.unsafeJson({ ok: false, error: "invalid_request" }, { status: 400 })
+          const through = body.right.through
+          ledger.entries = ledger.entries.filter((e) => e.seq > through)
+          return HttpServerResponse.unsafeJson({ ok: true })
         }))
       )
     )
 
     return {
       /** The ops API and the paid routes (mount /healthz and /metrics beside it). */
-      router: HttpRouter.concat(router, HttpRouter.empty.pipe(HttpRouter.all("*", paid))),
+      router: HttpRouter.concat(HttpRouter.concat(router, ledgerRoutes), HttpRouter.empty.pipe(HttpRouter.all("*", paid))),
+      /** The unacknowledged ledger entries, in order. */
+      ledger: Effect.sync((): ReadonlyArray<LedgerEntry> => [...ledger.entries]),
       current: Effect.map(Ref.get(state), (s) => s.current)
     }
   })

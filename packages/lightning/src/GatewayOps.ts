@@ -1,5 +1,5 @@
 // The gateway as the reconciler drives it: its operations API (active deployment, deploy,
-// rollback) and the probes that prove a deployment works (health, a 402 challenge, a paid request
+// rollback, the ledger of invoices and settlements lightning-ops ingests into control) and the probes that prove a deployment works (health, a 402 challenge, a paid request
 // proxied upstream). `layerHttp` speaks to the reference gateway's /ops API (Gateway.ts) or any
 // gateway implementing it.
 import * as HttpClient from "@effect/platform/HttpClient"
@@ -12,8 +12,8 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type { CompiledRoute } from "./Compiler.js"
-import type { Deployment } from "./Gateway.js"
-import { Deployment as DeploymentSchema } from "./Gateway.js"
+import type { Deployment, LedgerPage } from "./Gateway.js"
+import { Deployment as DeploymentSchema, LedgerPage as LedgerPageSchema } from "./Gateway.js"
 
 export class GatewayOpsError extends Data.TaggedError("GatewayOpsError")<{ readonly operation: string; readonly message: string; readonly status?: number | undefined }> {}
 
@@ -32,6 +32,10 @@ export interface GatewayOpsService {
     readonly routes: ReadonlyArray<CompiledRoute>
   }) => Effect.Effect<Deployment, GatewayOpsError>
   readonly rollback: (request: { readonly requestId: string; readonly deploymentId: string }) => Effect.Effect<Deployment, GatewayOpsError>
+  /** The gateway's ledger entries after `after` (invoices issued, settlements), in order. */
+  readonly readLedger: (after: number, limit?: number) => Effect.Effect<LedgerPage, GatewayOpsError>
+  /** Drop the ledger entries up to `through` (control has them). */
+  readonly ackLedger: (through: number) => Effect.Effect<void, GatewayOpsError>
   /** GET a URL (absolute, or a path on the gateway) with optional headers; any status. */
   readonly probe: (urlOrPath: string, headers?: Readonly<Record<string, string>>) => Effect.Effect<ProbeResponse, GatewayOpsError>
 }
@@ -78,6 +82,9 @@ export const makeHttp = (config: HttpGatewayOpsConfig) =>
         ops("rollback", HttpClientRequest.post("/ops/rollback").pipe(HttpClientRequest.bodyUnsafeJson(request)), Schema.Struct({ deployment: DeploymentSchema })).pipe(
           Effect.map((r) => r.deployment)
         ),
+      readLedger: (after, limit = 100) => ops("ledger", HttpClientRequest.get("/ops/ledger", { urlParams: { after: String(after), limit: String(limit) } }), LedgerPageSchema),
+      ackLedger: (through) =>
+        ops("ledger_ack", HttpClientRequest.post("/ops/ledger/ack").pipe(HttpClientRequest.bodyUnsafeJson({ through })), Schema.Struct({ ok: Schema.Literal(true) })).pipe(Effect.asVoid),
       probe: (urlOrPath, headers = {}) =>
         withTimeout(
           "probe",

@@ -173,6 +173,8 @@ export interface VerifiedToken {
   readonly macaroon: Macaroon.Macaroon
   /** First-party caveats, as text (for the backend's own checks: capabilities, constraints). */
   readonly caveats: ReadonlyArray<string>
+  /** The presented preimage (lower-case hex): the proof of payment of identifier.paymentHash. */
+  readonly preimageHex: string
 }
 
 const parseServices = (value: string): Array<string> | undefined => {
@@ -228,7 +230,7 @@ export const verify = (credential: Credential, options: { readonly service: stri
     if (!Macaroon.verifySignature(mac, rootKey.value)) return yield* Effect.fail(fail("signature_invalid", "signature mismatch after caveat verification"))
     const caveats = Macaroon.firstPartyCaveats(mac)
     yield* checkCaveats(caveats, options.service, options.nowMs ?? Date.now())
-    return { identifier, macaroon: mac, caveats } satisfies VerifiedToken
+    return { identifier, macaroon: mac, caveats, preimageHex: toHex(preimage) } satisfies VerifiedToken
   })
 
 // --- headers -----------------------------------------------------------------------------------

@@ -30,6 +30,18 @@ export interface PaywallOptions {
   readonly challengeStyle?: L402.ChallengeStyle | undefined
   /** Invoice expiry, seconds (default 3600). */
   readonly invoiceExpirySeconds?: number | undefined
+  /** Called with every invoice a challenge carries (the gateway journals it for control). */
+  readonly onInvoice?: ((invoice: IssuedInvoice) => Effect.Effect<void>) | undefined
+  /** Called with every accepted credential, before the app runs. */
+  readonly onAccepted?: ((token: L402.VerifiedToken) => Effect.Effect<void>) | undefined
+}
+
+export interface IssuedInvoice {
+  /** Lower-case hex. */
+  readonly paymentHash: string
+  /** The BOLT11 invoice. */
+  readonly paymentRequest: string
+  readonly amountMsats: bigint
 }
 
 const challenges = Metric.counter("l402_challenges_total", { description: "402 challenges issued" })
@@ -55,6 +67,7 @@ export const challenge = (options: PaywallOptions) =>
       timeoutSeconds: options.timeoutSeconds
     } as L402.MintOptions)
     yield* Metric.increment(challenges)
+    if (options.onInvoice !== undefined) yield* options.onInvoice({ paymentHash: toHex(hash), paymentRequest: added.payment_request, amountMsats: options.priceMsats })
     // Both challenges in one comma-joined header value (RFC 9110 §5.3: equivalent to two lines;
     // LSAT first, so clients that read only the first challenge get Aperture's first value).
     return HttpServerResponse.text("payment required\n", {
@@ -86,6 +99,7 @@ export const paywall = (options: PaywallOptions) =>
     const verified = yield* authenticate(options.service)
     if (Either.isRight(verified)) {
       yield* Metric.increment(accepted)
+      if (options.onAccepted !== undefined) yield* options.onAccepted(verified.right)
       return yield* Effect.provideService(app, L402Token, verified.right)
     }
     if (verified.left.code !== "credential_missing") yield* Metric.increment(Metric.tagged(refused, "code", verified.left.code))

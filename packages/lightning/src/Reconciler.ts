@@ -1,19 +1,25 @@
 // The reconcile state machine of lightning-ops (UPSTREAM_SPEC §4.1), with security gates that
 // fail closed:
 //
-//   gate ── security state unreadable or global pause ──────────────────────────────▶ denied
-//     │  (owners with their kill switch on are left out of the compile)
-//   compile ── diagnostics ──▶ intent FAILED dep_compile_<req> (compile_validation_failed)
-//     │
+//   gate ── security state unreadable ─────────────────────────────────────────────▶ denied
+//     │     (control refused the secret: control_unauthorized; else security_state_unavailable)
+//     │  a role credential revoked in control, or not the one control records ────────▶ denied
+//     │  global pause: no paywall is read, the EMPTY table is deployed (dep_denied_<req>) → denied
+//     │  owners with their kill switch on are left out of the compile (their routes stop selling)
+//   compile ── route conflicts ──▶ intent FAILED dep_compile_<req> (compile_validation_failed)
+//     │  a paywall with its own diagnostics is left out; the others compile (Compiler.ts)
+//   per paywall left out: intent FAILED dep_paywall_<hash> with paywallId and failureCode
+//     │  (security_denied | compile_validation_failed), so its owner sees why
 //   intent PENDING dep_reconcile_<req>
 //   lookup active ── error ──────────────────────────▶ FAILED (active_lookup_failed)
 //   deploy (skipped when the gateway already runs this configHash) ── error ─┐
-//   probe health (2xx) ───────────── error ─┤
+//   probe health (2xx) ───────────── error ─┤   (an empty table stops here: nothing to sell)
 //   probe challenge (402 + token + invoice at the route's price) ── error ─┤
 //   probe proxy (2xx with a paid credential) ── error ─┤
 //     │                                        ▼
 //   intent APPLIED                  deployed over a previous deployment?
-//                                     yes: rollback ── ok ──▶ ROLLED_BACK (rolledBackFrom)
+//                                     yes (nothing withdrawn by a security control):
+//                                          rollback ── ok ──▶ ROLLED_BACK (rolledBackFrom)
 //                                                   └─ error ─▶ FAILED (rollback_failed)
 //                                     no:  FAILED (<code>)
 //
@@ -29,8 +35,10 @@ import * as Redacted from "effect/Redacted"
 import * as Bolt11 from "./Bolt11.js"
 import type { CompiledRoute } from "./Compiler.js"
 import * as Compiler from "./Compiler.js"
-import type { DeploymentIntent, EventLevel, Paywall } from "./ControlPlane.js"
-import { ControlPlane } from "./ControlPlane.js"
+import { sha256 } from "@noble/hashes/sha2"
+import type { CredentialRole, DeploymentIntent, EventLevel, Paywall } from "./ControlPlane.js"
+import { ControlPlane, credentialFingerprint, isUnauthorized } from "./ControlPlane.js"
+import { toHex, utf8 } from "./internal/bytes.js"
 import type { Deployment } from "./Gateway.js"
 import { GatewayOps } from "./GatewayOps.js"
 import * as L402 from "./L402.js"
@@ -45,7 +53,14 @@ export type FailureCode =
   | "proxy_check_failed"
   | "rollback_failed"
 
-export type DenyReason = "global_pause_active" | "security_state_unavailable"
+/** Why nothing of the policy was deployed: the global pause (the empty table was), or the security state could not be read (control refused our secret: control_unauthorized). */
+export type DenyReason =
+  | "global_pause_active"
+  | "security_state_unavailable"
+  | "control_unauthorized"
+  /** Control revoked one of our role credentials, or records another credential for the role. */
+  | "credential_role_revoked"
+  | "credential_role_mismatch"
 
 export interface ReconcileOptions {
   readonly requestId?: string
@@ -60,6 +75,11 @@ export interface ReconcileOptions {
   readonly proxyAuthorization?: Redacted.Redacted<string>
   /** Otherwise: pay the challenge for the proxy probe with this payer (costs the route's price). */
   readonly proxyPayer?: InvoicePayerService
+  /**
+   * lightning-ops' role credentials (OA_LIGHTNING_OPS_CRED_*). The gate denies when control has
+   * revoked a role, or records a fingerprint (ControlPlane.credentialFingerprint) other than ours.
+   */
+  readonly credentials?: Readonly<Record<CredentialRole, Redacted.Redacted<string>>>
 }
 
 export interface ReconcileOutcome {
@@ -110,34 +130,55 @@ export const reconcile = (options: ReconcileOptions = {}) =>
         Effect.asVoid
       )
 
-    // Gate: fail closed.
+    // Gate: fail closed. An unreadable security state deploys nothing (and leaves the gateway as
+    // it is: nothing says to stop selling); control refusing our secret is its own reason.
     const security = yield* Effect.either(cp.getSecurityState)
-    if (Either.isLeft(security) || security.right.global.globalPause) {
-      const denyReason: DenyReason = Either.isLeft(security) ? "security_state_unavailable" : "global_pause_active"
-      yield* Effect.logWarning(`reconcile ${requestId} denied: ${denyReason}`)
-      if (Either.isRight(security)) {
-        yield* recordIntent({ deploymentId: `dep_denied_${requestId}`.slice(0, 64), configHash: "cfg_denied", status: "failed", metadata: { executionPath, denied: true, denyReasonCode: denyReason } })
-      }
-      return { status: "denied", requestId, deploymentId: undefined, configHash: undefined, denyReason, routes: 0 } satisfies ReconcileOutcome
+    if (Either.isLeft(security)) {
+      const denyReason: DenyReason = isUnauthorized(security.left) ? "control_unauthorized" : "security_state_unavailable"
+      yield* Effect.logWarning(`reconcile ${requestId} denied: ${denyReason} (${security.left.code}: ${security.left.message})`)
+      return { status: "denied", requestId, deploymentId: undefined, configHash: undefined, denyReason, routes: 0, message: security.left.message } satisfies ReconcileOutcome
     }
+    // Our role credentials, as control sees them: a revoked or replaced credential stops us acting.
+    const credentials = options.credentials
+    if (credentials !== undefined) {
+      for (const role of security.right.credentialRoles) {
+        const mine = credentials[role.role]
+        const denyReason: DenyReason | undefined = role.status === "revoked"
+          ? "credential_role_revoked"
+          : typeof role.fingerprint === "string" && role.fingerprint !== credentialFingerprint(Redacted.value(mine))
+          ? "credential_role_mismatch"
+          : undefined
+        if (denyReason !== undefined) {
+          yield* Effect.logWarning(`reconcile ${requestId} denied: ${denyReason} (${role.role})`)
+          return { status: "denied", requestId, deploymentId: undefined, configHash: undefined, denyReason, routes: 0, message: `role ${role.role}` } satisfies ReconcileOutcome
+        }
+      }
+    }
+    // The global pause sells nothing: the paywalls are not read and the empty table is deployed.
+    const paused = security.right.global.globalPause
     const killed = new Set(security.right.ownerControls.filter((o) => o.killSwitch).map((o) => o.ownerId))
 
-    const listed = yield* cp.listPaywallsForCompile(["active", "paused"]).pipe(
+    const listed: ReadonlyArray<Paywall> = paused ? [] : yield* cp.listPaywallsForCompile(["active", "paused"]).pipe(
       Effect.mapError((e) => new ReconcileError({ code: "control_plane_unavailable", message: `listing paywalls: ${e.message}` }))
     )
-    const paywalls: ReadonlyArray<Paywall> = listed.filter((p) => !killed.has(p.ownerId))
+    const isKilled = (p: Paywall) => killed.has(p.ownerId) || p.policy.killSwitch
+    const paywalls: ReadonlyArray<Paywall> = listed.filter((p) => !isKilled(p))
     const compiled = Compiler.compile(paywalls, options.settings)
     if (!compiled.ok) {
       const deploymentId = `dep_compile_${requestId}`.slice(0, 64)
+      const named = compiled.diagnostics.find((d) => d.paywallId !== undefined)
+      const owner = named === undefined ? undefined : paywalls.find((p) => p.paywallId === named.paywallId)
+      const at = owner === undefined ? undefined : { paywallId: owner.paywallId, ownerId: owner.ownerId }
       yield* recordIntent({
         deploymentId,
         configHash: compiled.configHash,
         status: "failed",
+        failureCode: "compile_validation_failed",
+        ...at,
         diagnostics: compiled.diagnostics,
         metadata: { executionPath, failure: { code: "compile_validation_failed", diagnostics: compiled.diagnostics.length } }
       })
-      const first = paywalls[0]
-      yield* event(first === undefined ? undefined : first, "gateway_reconcile_failed_compile_validation_failed", "error", deploymentId, compiled.configHash, {
+      yield* event(at ?? paywalls[0], "gateway_reconcile_failed_compile_validation_failed", "error", deploymentId, compiled.configHash, {
         diagnostics: compiled.diagnostics.map((d) => d.code)
       })
       return {
@@ -151,18 +192,46 @@ export const reconcile = (options: ReconcileOptions = {}) =>
       } satisfies ReconcileOutcome
     }
 
-    const deploymentId = deploymentIdOf(requestId)
+    // Each paywall left out gets its own failed intent, so control shows its owner why it is not
+    // sold; the id is stable while the paywall and the reason are, so reruns update one record.
+    const excluded = (paywall: Paywall, failureCode: "security_denied" | "compile_validation_failed", extra: Partial<DeploymentIntent>) => {
+      const configHash = Compiler.snapshotHash([paywall])
+      return recordIntent({
+        deploymentId: `dep_paywall_${toHex(sha256(utf8(`${paywall.paywallId}\n${failureCode}\n${configHash}`))).slice(0, 24)}`,
+        configHash,
+        status: "failed",
+        failureCode,
+        paywallId: paywall.paywallId,
+        ownerId: paywall.ownerId,
+        ...extra
+      })
+    }
+    for (const paywall of listed) {
+      if (paywall.status === "active" && isKilled(paywall)) {
+        yield* excluded(paywall, "security_denied", { metadata: { executionPath, denied: true, denyReasonCode: "owner_kill_switch_active" } })
+      }
+    }
+    for (const paywallId of compiled.excluded) {
+      const paywall = paywalls.find((p) => p.paywallId === paywallId)!
+      const diagnostics = compiled.diagnostics.filter((d) => d.paywallId === paywallId)
+      yield* excluded(paywall, "compile_validation_failed", { diagnostics, metadata: { executionPath, failure: { code: "compile_validation_failed", diagnostics: diagnostics.length } } })
+    }
+
+    const deploymentId = paused ? `dep_denied_${requestId}`.slice(0, 64) : deploymentIdOf(requestId)
     const configHash = compiled.configHash
-    const firstRoute = compiled.routes[0]!
-    const at = { paywallId: firstRoute.paywallId, ownerId: firstRoute.ownerId }
+    // An empty table sells nothing: there is no paywall to attribute events to, nothing to probe
+    // but health, and no rollback (it would sell again what was just withdrawn).
+    const firstRoute = compiled.routes[0]
+    const at = firstRoute === undefined ? undefined : { paywallId: firstRoute.paywallId, ownerId: firstRoute.ownerId }
     const progress = { healthOk: false, challengeOk: false, proxyOk: false }
     const metadata = (extra: Record<string, unknown> = {}) => ({
       executionPath,
+      ...(paused ? { denied: true, denyReasonCode: "global_pause_active" } : {}),
       correlation: { requestId, deploymentId, configHash, paritySchemaVersion: "l402_run_artifact_v1", parityKeys: ["requestId", "deploymentId", "configHash"] },
       progress: { ...progress },
       ...extra
     })
-    yield* recordIntent({ deploymentId, configHash, status: "pending", paywallId: at.paywallId, ownerId: at.ownerId, metadata: metadata() })
+    yield* recordIntent({ deploymentId, configHash, status: "pending", ...at, metadata: metadata() })
 
     let previous: Deployment | null = null
     let deployed = false
@@ -186,6 +255,7 @@ export const reconcile = (options: ReconcileOptions = {}) =>
       if (health.status < 200 || health.status >= 300) return yield* Effect.fail(new StepFailed({ code: "health_check_failed", message: `health answered ${health.status}` }))
       progress.healthOk = true
       yield* event(at, "gateway_reconcile_health_ok", "info", deploymentId, configHash)
+      if (compiled.routes.length === 0) return
 
       const target = probeTargetOf(compiled.routes)
       const challengeUrl = options.challengeUrl ?? target?.path
@@ -227,21 +297,25 @@ export const reconcile = (options: ReconcileOptions = {}) =>
     const result = yield* Effect.either(steps)
     if (Either.isRight(result)) {
       const appliedAtMs = yield* now
-      yield* recordIntent({ deploymentId, configHash, status: "applied", paywallId: at.paywallId, ownerId: at.ownerId, appliedAtMs, imageDigest, metadata: metadata({ unchanged }) })
-      return { status: "applied", requestId, deploymentId, configHash, routes: compiled.routes.length, unchanged } satisfies ReconcileOutcome
+      yield* recordIntent({ deploymentId, configHash, status: "applied", ...at, appliedAtMs, imageDigest, metadata: metadata({ unchanged }) })
+      if (paused) return { status: "denied", requestId, deploymentId, configHash, denyReason: "global_pause_active", routes: 0, unchanged } satisfies ReconcileOutcome
+      return { status: "applied", requestId, deploymentId, configHash, routes: compiled.routes.length, unchanged, diagnostics: compiled.diagnostics } satisfies ReconcileOutcome
     }
 
     const failure = result.left
     const prior = previous as Deployment | null
-    if (failurePlan({ deployed, previous: prior }) === "rollback" && prior !== null) {
+    // Never roll back into what a security control withdrew: the previous table may sell a killed
+    // owner's routes (the gateway does not say which routes it held), and an empty one sells nothing.
+    const withdrawn = paused || compiled.routes.length === 0 || listed.some((p) => p.status === "active" && isKilled(p))
+    if (!withdrawn && failurePlan({ deployed, previous: prior }) === "rollback" && prior !== null) {
       const rolled = yield* Effect.either(gateway.rollback({ requestId, deploymentId: prior.deploymentId }))
       if (Either.isRight(rolled)) {
         yield* recordIntent({
           deploymentId,
           configHash,
           status: "rolled_back",
-          paywallId: at.paywallId,
-          ownerId: at.ownerId,
+          failureCode: failure.code,
+          ...at,
           rolledBackFrom: deploymentId,
           metadata: metadata({ failure: { code: failure.code, message: failure.message }, rollback: { to: prior.deploymentId, configHash: prior.configHash } })
         })
@@ -252,8 +326,8 @@ export const reconcile = (options: ReconcileOptions = {}) =>
         deploymentId,
         configHash,
         status: "failed",
-        paywallId: at.paywallId,
-        ownerId: at.ownerId,
+        failureCode: "rollback_failed",
+        ...at,
         metadata: metadata({ failure: { code: "rollback_failed", message: rolled.left.message, cause: failure.code } })
       })
       yield* event(at, "gateway_reconcile_failed_rollback_failed", "error", deploymentId, configHash, { cause: failure.code })
@@ -263,8 +337,8 @@ export const reconcile = (options: ReconcileOptions = {}) =>
       deploymentId,
       configHash,
       status: "failed",
-      paywallId: at.paywallId,
-      ownerId: at.ownerId,
+      failureCode: failure.code,
+      ...at,
       metadata: metadata({ failure: { code: failure.code, message: failure.message } })
     })
     yield* event(at, `gateway_reconcile_failed_${failure.code}`, "error", deploymentId, configHash, { message: failure.message })

@@ -50,15 +50,42 @@ describe("compiler golden files", () => {
     expect(result.configHash).toBe(Compiler.snapshotHash(load("diagnostics")))
   })
 
-  it("no_compilable_routes when nothing is active", () => {
+  it("no_compilable_routes (a warning) when nothing is active: the empty table still compiles, so the gateway can be emptied", () => {
     const result = Compiler.compile(load("empty"))
     golden("empty.diagnostics.json", json(result))
-    expect(result.diagnostics.map((d) => d.code)).toEqual(["no_compilable_routes"])
+    expect(result.diagnostics.map((d) => [d.code, d.severity])).toEqual([["no_compilable_routes", "warn"]])
+    expect(result.ok && result.routes).toEqual([])
+    expect(result.ok && result.apertureYaml).toContain("services: []\n")
   })
 })
 
 describe("compiler", () => {
   const base = load("basic")
+
+  it("isolates a bad paywall: a regex host (control's old API example) is a diagnostic for that paywall, the others still compile", () => {
+    const good = base.find((p) => p.paywallId === "pw_weather")!
+    const regexHost: ControlPlane.Paywall = {
+      ...good,
+      paywallId: "pw_regex",
+      ownerId: "owner_other",
+      policy: { ...good.policy, paywallId: "pw_regex", ownerId: "owner_other" },
+      routes: [{ ...good.routes[0]!, routeId: "route_pw_regex", hostPattern: "^l402\\.example\\.com$", pathPattern: "^/premium$" }]
+    }
+    const alone = Compiler.compile([good])
+    const result = Compiler.compile([regexHost, good])
+    expect(result.ok).toBe(true)
+    if (!result.ok || !alone.ok) return
+    expect(result.excluded).toEqual(["pw_regex"])
+    expect(result.diagnostics).toEqual([expect.objectContaining({ code: "invalid_route_pattern", severity: "error", paywallId: "pw_regex", routeId: "route_pw_regex" })])
+    // What is served is exactly the good paywall's table.
+    expect(result.configHash).toBe(alone.configHash)
+    expect(result.routes.map((r) => r.paywallId)).toEqual(good.routes.map(() => "pw_weather"))
+    // One bad route leaves its whole paywall out (never half a paywall).
+    const halfBad = { ...good, routes: [...good.routes, { ...good.routes[0]!, routeId: "route_bad", hostPattern: "bad host!" }] }
+    const partial = Compiler.compile([halfBad])
+    expect(partial.ok && partial.routes).toEqual([])
+    expect(partial.ok && partial.excluded).toEqual(["pw_weather"])
+  })
 
   it("is deterministic: any order of paywalls and routes gives byte-identical output", () => {
     const reference = Compiler.compile(base)

@@ -89,7 +89,7 @@ describe("proto conversions", () => {
     const diagnostics = failed.diagnostics.map(ControlPlaneProto.diagnosticToProto)
     expect(diagnostics.map((d) => toJson(v1.CompileDiagnosticSchema, d))).toEqual([
       { code: "COMPILE_DIAGNOSTIC_CODE_PRICE_NOT_WHOLE_SATS", severity: "COMPILE_DIAGNOSTIC_SEVERITY_ERROR", message: "1 msat is not a whole number of satoshis", paywallId: "pw_1" },
-      { code: "COMPILE_DIAGNOSTIC_CODE_NO_COMPILABLE_ROUTES", severity: "COMPILE_DIAGNOSTIC_SEVERITY_ERROR", message: "no active paywall has a compilable route" }
+      { code: "COMPILE_DIAGNOSTIC_CODE_NO_COMPILABLE_ROUTES", severity: "COMPILE_DIAGNOSTIC_SEVERITY_WARN", message: "no active paywall has a compilable route: the gateway sells nothing" }
     ])
     expect(() => ControlPlaneProto.paywallFromProto({ ...proto, policy: { ...proto.policy!, fixedAmountMsats: 2n ** 60n } })).toThrow(/beyond 2\^53/)
   })

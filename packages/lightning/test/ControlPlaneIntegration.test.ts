@@ -9,7 +9,10 @@
 // and control's L402Storage service (the gateway events: control has no HTTP read of them).
 //
 // Cases, on every control storage (memory; PGlite; Postgres when TEST_DATABASE_URL is set):
-// applied end to end; global pause and owner kill switch fail closed; a wrong operations secret.
+// applied end to end, with the gateway's sales ingested (and replayed) into control; the global
+// pause and an owner kill switch stop the live gateway selling; route patterns validated by
+// control and isolated by the compiler; role credentials checked against control's; a wrong
+// operations secret.
 import { describe, expect, it } from "@effect/vitest"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
@@ -43,6 +46,7 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Redacted from "effect/Redacted"
+import * as Ref from "effect/Ref"
 import { randomBytes } from "node:crypto"
 import { createServer } from "node:http"
 import { serve } from "./support.js"
@@ -51,6 +55,7 @@ import { serve } from "./support.js"
 const OPS_SECRET = "control-ops-secret-0123456789abcdef-integration"
 const GATEWAY_OPS_TOKEN = "gateway-ops-token-0123456789abcdef"
 const EXECUTOR_TOKEN = "executor-token-0123456789abcdef"
+const CREDS = { gateway_invoice: "cred-gateway-invoice-0123456789", settlement_read: "cred-settlement-read-0123456789", operator_admin: "cred-operator-admin-0123456789" }
 const PRICE_MSATS = 21_000
 const PAID_PATH = "/premium/signal"
 
@@ -188,7 +193,7 @@ const observed = (port: ControlPlane.ControlPlaneService) => {
   return { calls, service }
 }
 
-const reconcile = (env: { readonly controlUrl: string; readonly secret: string; readonly gatewayUrl: string; readonly executorUrl: string }) =>
+const reconcile = (env: { readonly controlUrl: string; readonly secret: string; readonly gatewayUrl: string; readonly executorUrl: string; readonly ack: boolean }) =>
   Effect.gen(function*() {
     const cfg = yield* LightningOps.config.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map([
       ["OA_LIGHTNING_OPS_CONTROL_PLANE_MODE", "api"],
@@ -196,18 +201,32 @@ const reconcile = (env: { readonly controlUrl: string; readonly secret: string; 
       ["OA_LIGHTNING_OPS_SECRET", env.secret],
       ["OA_LIGHTNING_OPS_GATEWAY_BASE_URL", env.gatewayUrl],
       ["OA_LIGHTNING_OPS_GATEWAY_OPS_TOKEN", GATEWAY_OPS_TOKEN],
+      ["OA_LIGHTNING_OPS_CRED_GATEWAY_INVOICE", CREDS.gateway_invoice],
+      ["OA_LIGHTNING_OPS_CRED_SETTLEMENT_READ", CREDS.settlement_read],
+      ["OA_LIGHTNING_OPS_CRED_OPERATOR_ADMIN", CREDS.operator_admin],
       ["OA_LIGHTNING_OPS_WALLET_EXECUTOR_URL", env.executorUrl],
       ["OA_LIGHTNING_OPS_WALLET_EXECUTOR_TOKEN", EXECUTOR_TOKEN]
     ]))))
     if (cfg.controlPlane.mode !== "api") return yield* Effect.dieMessage("expected the api control-plane mode")
     const port = observed(yield* HttpControlPlane.make({ baseUrl: cfg.controlPlane.baseUrl, secret: cfg.controlPlane.secret }))
+    const gatewayOps = GatewayOps.layerHttp({ baseUrl: cfg.gateway.baseUrl, opsToken: cfg.gateway.opsToken })
+    // Without acknowledgements the gateway keeps its ledger: the next run sends it again (a replay).
+    const noAck = Layer.effect(GatewayOps.GatewayOps, Effect.map(GatewayOps.GatewayOps, (real) => ({ ...real, ackLedger: () => Effect.void }))).pipe(Layer.provide(gatewayOps))
     const ports = Layer.mergeAll(
       Layer.succeed(ControlPlane.ControlPlane, port.service),
-      GatewayOps.layerHttp({ baseUrl: cfg.gateway.baseUrl, opsToken: cfg.gateway.opsToken }),
+      env.ack ? gatewayOps : noAck,
       LightningOps.stateLayer
     ).pipe(Layer.provideMerge(NodeHttpClient.layer))
-    const outcome = yield* LightningOps.runOnce(cfg).pipe(Effect.provide(ports))
-    return { outcome, calls: port.calls }
+    const { health, outcome } = yield* Effect.gen(function*() {
+      const outcome = yield* LightningOps.runOnce(cfg)
+      const status = yield* Effect.flatMap(LightningOps.OpsState, Ref.get)
+      const checks = LightningOps.healthChecks(status)
+      return {
+        outcome,
+        health: { reconciler: yield* Effect.either(checks.reconciler), controlPlane: yield* Effect.either(checks.controlPlane), credentials: yield* Effect.either(checks.credentials) }
+      }
+    }).pipe(Effect.provide(ports))
+    return { outcome, health, calls: port.calls, port: port.service }
   }).pipe(Effect.provide(NodeHttpClient.layer))
 
 // ---------------------------------------------------------------------------------------------
@@ -229,8 +248,8 @@ const world = (storage: ControlStorage) =>
     expect(paywall).toMatchObject({ status: "active", enabled: true, ownerId: expect.stringMatching(/^owner_usr_/) })
     /** The paywall as its owner sees it through control's user API. */
     const ownerView = Effect.map(request("GET", `${control.url}/api/l402/paywalls/${paywall.id}`, { headers: auth }), (r) => r.body.data)
-    const run = (secret = OPS_SECRET) => reconcile({ controlUrl: control.url, secret, gatewayUrl: lightning.gatewayUrl, executorUrl: lightning.executorUrl })
-    return { lightning, control, paywall, ownerView, run }
+    const run = (secret = OPS_SECRET, ack = true) => reconcile({ controlUrl: control.url, secret, gatewayUrl: lightning.gatewayUrl, executorUrl: lightning.executorUrl, ack })
+    return { lightning, control, paywall, auth, ownerView, run }
   })
 
 /** The test's HTTP client; logs from warnings up (the local provider logs every sign-in code). */
@@ -255,7 +274,9 @@ for (const [storageName, storage] of storages) {
         expect(calls.filter((c) => c.error !== undefined)).toEqual([])
         expect(calls.map((c) => c.operation)).toEqual([
           "getSecurityState", "listPaywallsForCompile", "recordDeploymentIntent",
-          "recordGatewayEvent", "recordGatewayEvent", "recordGatewayEvent", "recordDeploymentIntent"
+          "recordGatewayEvent", "recordGatewayEvent", "recordGatewayEvent", "recordDeploymentIntent",
+          // the gateway's ledger: the smoke probe's invoice, then its settlement
+          "ingestInvoiceLifecycle", "ingestSettlement"
         ])
 
         // The snapshot lightning-ops read is control's paywall, as control compiles it for ops.
@@ -320,61 +341,171 @@ for (const [storageName, storage] of storages) {
         expect(result).toMatchObject({ paid: true, amountMsats: BigInt(PRICE_MSATS) })
         expect(lightning.walletNode.sendAttempts).toBe(2)
         expect(lightning.upstreamHits.at(-1)).toEqual({ url: `${PAID_PATH}?q=1`, paywallId: paywall.id })
+
+        // The sales reach control: every invoice the gateway issued, settled with its proof.
+        const invoicesIn = (cs: ReadonlyArray<PortCall>) => cs.filter((c) => c.operation === "ingestInvoiceLifecycle")
+        const settlementsIn = (cs: ReadonlyArray<PortCall>) => cs.filter((c) => c.operation === "ingestSettlement")
+        // This run's ledger is not acknowledged: the next run sends it again (a replay).
+        const second = yield* run(OPS_SECRET, false)
+        expect(second.outcome).toMatchObject({ status: "applied", unchanged: true })
+        expect(second.calls.filter((c) => c.error !== undefined)).toEqual([])
+        // The buyer's invoice and settlement, then the second smoke probe's.
+        expect(invoicesIn(second.calls)).toHaveLength(2)
+        expect(settlementsIn(second.calls)).toHaveLength(2)
+        for (const call of [...settlementsIn(calls), ...settlementsIn(second.calls)]) {
+          const settlement = call.input as ControlPlane.Settlement
+          const hash = settlement.settlementId.replace(/^set_/, "")
+          expect(settlement).toMatchObject({ invoiceId: `inv_${hash}`, paywallId: paywall.id, ownerId: paywall.ownerId, amountMsats: PRICE_MSATS, paymentProofType: "lightning_preimage" })
+          expect(call.answer).toEqual({ existed: false, paymentProofRef: `lightning_preimage:${settlement.paymentProofValue.slice(0, 24)}` })
+          const stored = yield* control.storage.findInvoice(`inv_${hash}`)
+          expect(stored).toMatchObject({
+            paywallId: paywall.id,
+            ownerId: paywall.ownerId,
+            amountMsats: PRICE_MSATS,
+            status: "settled",
+            paymentHash: hash,
+            paymentRequest: expect.stringMatching(/^lnbcrt/),
+            paymentProofRef: call.answer.paymentProofRef,
+            settledAtMs: expect.any(Number)
+          })
+        }
+        const replayed = yield* run()
+        const replays = settlementsIn(replayed.calls)
+        // The unacknowledged two again (control already has them), then the third probe's.
+        expect(replays.map((c) => c.answer.existed)).toEqual([true, true, false])
+        expect(invoicesIn(replayed.calls).map((c) => c.answer.changed)).toEqual([false, false, true])
+        const settledBefore = yield* control.storage.findInvoice((replays[0]!.input as ControlPlane.Settlement).invoiceId!)
+        expect(settledBefore?.status).toBe("settled")
+        // Nothing left in the gateway's ledger once control has it.
+        expect(yield* lightning.gateway.ledger).toEqual([])
+
+        // Control's 409 (an id reused with other content) is a conflict, not a bad response.
+        const reused = { ...(replays[0]!.input as ControlPlane.Settlement), amountMsats: PRICE_MSATS + 1_000 }
+        const conflict = yield* Effect.flip(replayed.port.ingestSettlement(reused))
+        expect(conflict).toMatchObject({ _tag: "ControlPlaneError", code: "conflict" })
       }).pipe(quiet))
 
-    it.scopedLive("fails closed on control's security controls: the global pause denies (recorded), an owner kill switch leaves nothing to deploy", () =>
+    it.scopedLive("fails closed on the live gateway: the global pause deploys the empty table (recorded), an owner kill switch compiles that owner out and control shows why", () =>
       Effect.gen(function*() {
         const { control, lightning, ownerView, paywall, run } = yield* world(storage)
+        const sold = yield* run()
+        expect(sold.outcome).toMatchObject({ status: "applied", routes: 1 })
+        const direct = () => request("GET", `${lightning.gatewayUrl}${PAID_PATH}`)
+        expect((yield* direct()).status).toBe(402)
+        const hitsBefore = lightning.upstreamHits.length
+
         const paused = yield* control.internal("mutation", "lightning/security:setGlobalPause", { active: true, reason: "incident drill", updatedBy: "integration-test" })
         expect(paused.body).toMatchObject({ ok: true, global: { globalPause: true, denyReasonCode: "global_pause_active" } })
-
         const denied = yield* run()
-        expect(denied.outcome).toMatchObject({ status: "denied", denyReason: "global_pause_active", deploymentId: undefined, routes: 0 })
-        // Nothing but the gate was read; the refusal itself was recorded in control.
-        expect(denied.calls.map((c) => c.operation)).toEqual(["getSecurityState", "recordDeploymentIntent"])
+        expect(denied.outcome).toMatchObject({ status: "denied", denyReason: "global_pause_active", deploymentId: `dep_denied_${denied.outcome.requestId}`, routes: 0 })
+        // The gate, then the drain: no paywall was read, the empty table was deployed and recorded;
+        // then the ledger: the (unpaid) invoice of the 402 above, recorded open.
+        expect(denied.calls.map((c) => c.operation)).toEqual(["getSecurityState", "recordDeploymentIntent", "recordDeploymentIntent", "ingestInvoiceLifecycle"])
+        expect(denied.calls[3]!.answer).toMatchObject({ changed: true, invoice: { status: "open", paywallId: paywall.id, amountMsats: PRICE_MSATS } })
         expect(denied.calls[0]!.answer.global).toMatchObject({ globalPause: true, denyReasonCode: "global_pause_active", denyReason: "incident drill" })
-        expect(denied.calls[1]!.answer).toMatchObject({
-          deploymentId: `dep_denied_${denied.outcome.requestId}`,
-          status: "failed",
-          configHash: "cfg_denied",
+        expect(denied.calls[2]!.answer).toMatchObject({
+          deploymentId: denied.outcome.deploymentId,
+          status: "applied",
+          configHash: denied.outcome.configHash,
           requestId: denied.outcome.requestId,
           metadata: { denied: true, denyReasonCode: "global_pause_active", executionPath: "hosted-node" }
         })
-        expect(yield* control.storage.listGatewayEvents({})).toEqual([])
-        expect((yield* ownerView).lastReconcileStatus).toBeUndefined()
-        expect(yield* lightning.gateway.current).toBeUndefined()
-        expect(lightning.walletNode.sendAttempts).toBe(0)
+        expect((yield* lightning.gateway.current)?.routes).toEqual([])
+        // The live gateway stopped selling: no challenge, no invoice, the upstream is not reached.
+        expect((yield* direct()).status).toBe(404)
+        expect(lightning.upstreamHits).toHaveLength(hitsBefore)
 
-        // Lift the pause; kill the owner instead: control marks the policy, the compiler drops it.
+        // Lift the pause; kill the owner instead: control marks the policy, the compiler leaves it out.
         yield* control.internal("mutation", "lightning/security:setGlobalPause", { active: false })
+        expect((yield* run()).outcome).toMatchObject({ status: "applied", routes: 1 })
+        expect((yield* direct()).status).toBe(402)
         const killed = yield* control.internal("mutation", "lightning/security:setOwnerKillSwitch", { ownerId: paywall.ownerId, active: true, reason: "abuse" })
         expect(killed.body).toMatchObject({ ok: true, ownerControl: { ownerId: paywall.ownerId, killSwitch: true, denyReasonCode: "owner_kill_switch_active" } })
+        const hitsBeforeKill = lightning.upstreamHits.length
         const refused = yield* run()
-        expect(refused.outcome).toMatchObject({ status: "failed", failureCode: "compile_validation_failed", routes: 0 })
-        expect(refused.calls.map((c) => c.operation)).toEqual(["getSecurityState", "listPaywallsForCompile", "recordDeploymentIntent"])
+        expect(refused.outcome).toMatchObject({ status: "applied", routes: 0 })
         expect(refused.calls[1]!.answer).toEqual([expect.objectContaining({ paywallId: paywall.id, policy: expect.objectContaining({ killSwitch: true }) })])
-        expect(refused.calls[2]!.answer).toMatchObject({
-          deploymentId: `dep_compile_${refused.outcome.requestId}`,
-          status: "failed",
-          configHash: refused.outcome.configHash,
-          diagnostics: [{ code: "no_compilable_routes", severity: "error" }]
-        })
-        expect(yield* control.storage.listGatewayEvents({})).toEqual([])
-        expect(yield* lightning.gateway.current).toBeUndefined()
-
-        // Nothing was deployed: the gateway sells nothing and the upstream was never reached.
-        const direct = yield* request("GET", `${lightning.gatewayUrl}${PAID_PATH}`)
-        expect(direct.status).toBe(404)
-        expect(lightning.upstreamHits).toEqual([])
-        expect(lightning.walletNode.sendAttempts).toBe(0)
+        // The paywall's own record: failed, security_denied, with its paywallId — the owner sees why.
+        const left = refused.calls.filter((c) => c.operation === "recordDeploymentIntent").map((c) => c.answer).find((d) => d.paywallId === paywall.id)
+        expect(left).toMatchObject({ status: "failed", failureCode: "security_denied", ownerId: paywall.ownerId, deploymentId: expect.stringMatching(/^dep_paywall_/), metadata: { denyReasonCode: "owner_kill_switch_active" } })
+        expect(yield* ownerView).toMatchObject({ lastReconcileStatus: "failed", lastReconcileError: "security_denied" })
+        expect((yield* lightning.gateway.current)?.routes).toEqual([])
+        expect((yield* direct()).status).toBe(404)
+        expect(lightning.upstreamHits).toHaveLength(hitsBeforeKill)
       }).pipe(quiet))
 
-    it.scopedLive("a wrong operations secret: control answers invalid_ops_secret, the reconcile is denied, nothing is recorded", () =>
+    it.scopedLive("route patterns: control refuses a regex host when it is written; a stored one is left out of the compile (its own diagnostic) while other paywalls still deploy", () =>
+      Effect.gen(function*() {
+        const { auth, control, lightning, paywall, run } = yield* world(storage)
+        const create = (body: Record<string, unknown>) =>
+          request("POST", `${control.url}/api/l402/paywalls`, {
+            headers: auth,
+            body: { name: "regex", priceMsats: PRICE_MSATS, upstream: lightning.upstreamUrl, ...body }
+          })
+        const regex = yield* create({ hostRegexp: "^l402\\.example\\.com$", pathRegexp: "/premium" })
+        expect(regex.status).toBe(422)
+        expect(JSON.stringify(regex.body)).toMatch(/hostRegexp/)
+        expect((yield* create({ hostRegexp: "*.example.com", pathRegexp: "/(?=x)y" })).status).toBe(422)
+        expect((yield* create({ hostRegexp: "*.example.com", pathRegexp: "/premium/*" })).status).toBe(201)
+
+        // A row written before control validated patterns (as control's old docs showed).
+        const legacy = {
+          ...(yield* control.storage.findPaywall(paywall.id))!,
+          id: "pw_legacy_regex",
+          hostRegexp: "^l402\\.example\\.com$",
+          pathRegexp: "^/premium$"
+        }
+        yield* control.storage.insertPaywall(legacy)
+        const { calls, outcome } = yield* run()
+        expect(outcome).toMatchObject({ status: "applied", routes: 2 })
+        const served = (yield* lightning.gateway.current)!.routes.map((r) => r.paywallId)
+        expect(served).toHaveLength(2)
+        expect(served).toContain(paywall.id)
+        expect(served).not.toContain("pw_legacy_regex")
+        const left = calls.filter((c) => c.operation === "recordDeploymentIntent").map((c) => c.answer).find((d) => d.paywallId === "pw_legacy_regex")
+        expect(left).toMatchObject({
+          status: "failed",
+          failureCode: "compile_validation_failed",
+          diagnostics: [expect.objectContaining({ code: "invalid_route_pattern", severity: "error", paywallId: "pw_legacy_regex" })]
+        })
+        expect((yield* control.storage.findPaywall("pw_legacy_regex"))).toMatchObject({ lastReconcileStatus: "failed", lastReconcileError: "compile_validation_failed" })
+      }).pipe(quiet))
+
+    it.scopedLive("role credentials: control's credential roles gate the reconcile — our fingerprint applies, another one or a revoked role denies (health reports it)", () =>
+      Effect.gen(function*() {
+        const { control, lightning, run } = yield* world(storage)
+        const role = (fn: string, args: Record<string, unknown>) => control.internal("mutation", `lightning/security:${fn}`, args)
+        for (const [name, credential] of Object.entries(CREDS)) {
+          expect((yield* role("rotateCredentialRole", { role: name, fingerprint: ControlPlane.credentialFingerprint(credential) })).status).toBe(200)
+          expect((yield* role("activateCredentialRole", { role: name })).body).toMatchObject({ ok: true, role: { role: name, status: "active" } })
+        }
+        expect((yield* run()).outcome).toMatchObject({ status: "applied", routes: 1 })
+
+        // Control records another credential for a role (rotated elsewhere): we are not it.
+        yield* role("rotateCredentialRole", { role: "settlement_read", fingerprint: ControlPlane.credentialFingerprint("someone-else-0123456789abcdef") })
+        const mismatch = yield* run()
+        expect(mismatch.outcome).toMatchObject({ status: "denied", denyReason: "credential_role_mismatch", deploymentId: undefined })
+        expect(mismatch.calls.map((c) => c.operation)).toEqual(["getSecurityState"])
+        expect(mismatch.health.credentials).toMatchObject({ _tag: "Left", left: { message: expect.stringMatching(/^credential_role_mismatch/) } })
+
+        yield* role("rotateCredentialRole", { role: "settlement_read", fingerprint: ControlPlane.credentialFingerprint(CREDS.settlement_read) })
+        expect((yield* run()).outcome).toMatchObject({ status: "applied" })
+        yield* role("revokeCredentialRole", { role: "operator_admin" })
+        const revoked = yield* run()
+        expect(revoked.outcome).toMatchObject({ status: "denied", denyReason: "credential_role_revoked" })
+        expect(revoked.health.credentials._tag).toBe("Left")
+        // The gateway keeps its deployment: a credential problem stops lightning-ops, not sales.
+        expect((yield* lightning.gateway.current)?.routes).toHaveLength(1)
+      }).pipe(quiet))
+
+    it.scopedLive("a wrong operations secret: control answers invalid_ops_secret, the reconcile is denied as control_unauthorized, health reports it, nothing is recorded", () =>
       Effect.gen(function*() {
         const { control, lightning, ownerView, run } = yield* world(storage)
-        const { calls, outcome } = yield* run("not-the-ops-secret-0123456789abcdef-integration")
-        // The reconciler fails closed on an unreadable security state (L402_AND_RECONCILER.md) ...
-        expect(outcome).toMatchObject({ status: "denied", denyReason: "security_state_unavailable", deploymentId: undefined, routes: 0 })
+        const { calls, health, outcome } = yield* run("not-the-ops-secret-0123456789abcdef-integration")
+        // Not "unavailable": control refused our secret, and an operator has to fix it.
+        expect(outcome).toMatchObject({ status: "denied", denyReason: "control_unauthorized", deploymentId: undefined, routes: 0 })
+        expect(health.controlPlane).toMatchObject({ _tag: "Left", left: { message: expect.stringMatching(/^control_unauthorized: /) } })
+        expect(health.reconciler._tag).toBe("Right")
         // ... which is control's documented refusal of the secret (LIGHTNING_OPS.md: 401 invalid_ops_secret).
         expect(calls).toHaveLength(1)
         expect(calls[0]).toMatchObject({ operation: "getSecurityState" })

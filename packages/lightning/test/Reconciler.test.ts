@@ -8,9 +8,8 @@ import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import type { ControlPlane } from "@openagents/lightning"
 import {
-  Gateway, GatewayOps, L402, L402Buyer, LndRest, LndSimulator, MemoryControlPlane, MemoryLedger, Reconciler, WalletExecutor, WalletExecutorHttp
+  ControlPlane, Gateway, GatewayOps, L402, L402Buyer, LightningOps, LndRest, LndSimulator, MemoryControlPlane, MemoryLedger, Reconciler, WalletExecutor, WalletExecutorHttp
 } from "@openagents/lightning"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -90,34 +89,68 @@ describe("reconciler", () => {
       expect(again).toMatchObject({ status: "applied", unchanged: true, configHash: outcome.configHash })
     }))
 
-  it.scopedLive("records a failed compile intent with its diagnostics and deploys nothing", () =>
+  it.scopedLive("a paywall that does not compile is left out (its own failed intent, with paywallId and failureCode); a route conflict fails the compile and deploys nothing", () =>
     Effect.gen(function*() {
       const { cp, gateway, run, upstreamUrl } = yield* world
-      cp.setPaywalls([paywall("pw_bad", "owner_1", upstreamUrl, "/x", 1_500)])
-      const outcome = yield* run({ requestId: "bad" })
-      expect(outcome).toMatchObject({ status: "failed", failureCode: "compile_validation_failed", deploymentId: "dep_compile_bad" })
-      expect(cp.intents()[0]).toMatchObject({ status: "failed", deploymentId: "dep_compile_bad" })
-      expect((cp.intents()[0]!.diagnostics as Array<{ code: string }>).map((d) => d.code)).toEqual(["price_not_whole_sats", "no_compilable_routes"])
-      expect(cp.events().map((e) => e.eventType)).toEqual(["gateway_reconcile_failed_compile_validation_failed"])
-      expect(yield* gateway.current).toBeUndefined()
+      cp.setPaywalls([paywall("pw_a", "owner_1", upstreamUrl, "/paid/a"), paywall("pw_bad", "owner_2", upstreamUrl, "/x", 1_500)])
+      const outcome = yield* run({ requestId: "isolated" })
+      expect(outcome).toMatchObject({ status: "applied", routes: 1, diagnostics: [expect.objectContaining({ code: "price_not_whole_sats", paywallId: "pw_bad" })] })
+      expect((yield* gateway.current)?.routes.map((r) => r.paywallId)).toEqual(["pw_a"])
+      const left = cp.intents().find((i) => i.paywallId === "pw_bad")!
+      expect(left).toMatchObject({ status: "failed", failureCode: "compile_validation_failed", ownerId: "owner_2", deploymentId: expect.stringMatching(/^dep_paywall_[0-9a-f]{24}$/) })
+      expect((left.diagnostics as Array<{ code: string }>).map((d) => d.code)).toEqual(["price_not_whole_sats"])
+      // A rerun updates the same record (stable id while the paywall is unchanged).
+      yield* run({ requestId: "isolated-2" })
+      expect(cp.intents().filter((i) => i.paywallId === "pw_bad")).toHaveLength(1)
+
+      const before = (yield* gateway.current)?.configHash
+      cp.setPaywalls([paywall("pw_a", "owner_1", upstreamUrl, "/same"), paywall("pw_b", "owner_2", upstreamUrl, "/same")])
+      const conflict = yield* run({ requestId: "dup" })
+      expect(conflict).toMatchObject({ status: "failed", failureCode: "compile_validation_failed", deploymentId: "dep_compile_dup" })
+      const intent = cp.intents().find((i) => i.deploymentId === "dep_compile_dup")!
+      expect(intent).toMatchObject({ status: "failed", failureCode: "compile_validation_failed", paywallId: "pw_b", ownerId: "owner_2" })
+      expect((intent.diagnostics as Array<{ code: string }>).map((d) => d.code)).toEqual(["duplicate_route"])
+      expect(cp.events().at(-1)).toMatchObject({ eventType: "gateway_reconcile_failed_compile_validation_failed", paywallId: "pw_b" })
+      expect((yield* gateway.current)?.configHash).toBe(before)
     }))
 
-  it.scopedLive("security gates fail closed: global pause and an unreadable security state deny; an owner kill switch removes that owner", () =>
+  it.scopedLive("security gates fail closed on the live gateway: the global pause deploys the empty table, a kill switch removes that owner's routes; an unreadable state denies", () =>
     Effect.gen(function*() {
-      const { cp, gateway, run, upstreamUrl } = yield* world
+      const { cp, gateway, gatewayUrl, run, upstreamUrl } = yield* world
+      const status = (path: string) => Effect.map(GatewayOps.GatewayOps.pipe(Effect.flatMap((g) => g.probe(path, { host: "127.0.0.1" }))), (r) => r.status)
+      const probe = (path: string) => status(path).pipe(Effect.provide(GatewayOps.layerHttp({ baseUrl: gatewayUrl, opsToken: OPS }).pipe(Layer.provide(NodeHttpClient.layer))))
+      cp.setPaywalls([paywall("pw_a", "owner_1", upstreamUrl, "/paid/a"), paywall("pw_b", "owner_2", upstreamUrl, "/paid/b")])
+      expect(yield* run()).toMatchObject({ status: "applied", routes: 2 })
+      expect(yield* probe("/paid/a")).toBe(402)
+
       cp.setGlobalPause(true, "incident")
-      expect(yield* run()).toMatchObject({ status: "denied", denyReason: "global_pause_active" })
+      const paused = yield* run({ requestId: "paused" })
+      expect(paused).toMatchObject({ status: "denied", denyReason: "global_pause_active", deploymentId: "dep_denied_paused", routes: 0 })
+      expect((yield* gateway.current)?.routes).toEqual([])
+      expect(yield* probe("/paid/a")).toBe(404)
+      expect(yield* probe("/paid/b")).toBe(404)
+      expect(cp.intents().find((i) => i.deploymentId === "dep_denied_paused")).toMatchObject({
+        status: "applied",
+        configHash: paused.configHash,
+        metadata: expect.objectContaining({ denied: true, denyReasonCode: "global_pause_active" })
+      })
+
       cp.setGlobalPause(false)
       cp.failNext("lightning/security:getControlPlaneSecurityState")
       expect(yield* run()).toMatchObject({ status: "denied", denyReason: "security_state_unavailable" })
-      expect(yield* gateway.current).toBeUndefined()
-      cp.setPaywalls([paywall("pw_a", "owner_1", upstreamUrl, "/paid/a"), paywall("pw_b", "owner_2", upstreamUrl, "/paid/b")])
+      expect((yield* gateway.current)?.routes).toEqual([])
+
       cp.setOwnerKillSwitch("owner_2", true)
-      const outcome = yield* run()
-      expect(outcome).toMatchObject({ status: "applied", routes: 1 })
+      expect(yield* run()).toMatchObject({ status: "applied", routes: 1 })
       expect((yield* gateway.current)?.routes.map((r) => r.paywallId)).toEqual(["pw_a"])
+      expect(yield* probe("/paid/a")).toBe(402)
+      expect(yield* probe("/paid/b")).toBe(404)
+      expect(cp.intents().find((i) => i.paywallId === "pw_b")).toMatchObject({
+        status: "failed", failureCode: "security_denied", ownerId: "owner_2", metadata: expect.objectContaining({ denyReasonCode: "owner_kill_switch_active" })
+      })
       cp.setOwnerKillSwitch("owner_1", true)
-      expect(yield* run()).toMatchObject({ status: "failed", failureCode: "compile_validation_failed" })
+      expect(yield* run()).toMatchObject({ status: "applied", routes: 0 })
+      expect(yield* probe("/paid/a")).toBe(404)
     }))
 
   it.scopedLive("rolls back to the previous deployment when a probe fails after a deploy", () =>
@@ -160,6 +193,18 @@ describe("reconciler", () => {
       expect(Reconciler.failurePlan({ deployed: true, previous: null })).toBe("fail")
       expect(Reconciler.failurePlan({ deployed: false, previous: { deploymentId: "x", configHash: "y" } })).toBe("fail")
     }))
+
+  it.scopedLive("never rolls back into what a kill switch withdrew: a failed probe after compiling a killed owner out leaves the new table", () =>
+    Effect.gen(function*() {
+      const { cp, gateway, run, setHealthy, upstreamUrl } = yield* world
+      cp.setPaywalls([paywall("pw_a", "owner_1", upstreamUrl, "/paid/a"), paywall("pw_b", "owner_2", upstreamUrl, "/paid/b")])
+      expect(yield* run({ requestId: "both" })).toMatchObject({ status: "applied", routes: 2 })
+      cp.setOwnerKillSwitch("owner_2", true)
+      setHealthy(false)
+      expect(yield* run({ requestId: "killed" })).toMatchObject({ status: "failed", failureCode: "health_check_failed" })
+      expect((yield* gateway.current)?.routes.map((r) => r.paywallId)).toEqual(["pw_a"])
+      expect(cp.intents().find((i) => i.deploymentId === "dep_reconcile_killed")).toMatchObject({ status: "failed", failureCode: "health_check_failed" })
+    }))
 })
 
 describe("end to end through the reconciled reference gateway", () => {
@@ -183,4 +228,55 @@ describe("end to end through the reconciled reference gateway", () => {
       expect(walletNode.sendAttempts).toBe(before + 1)
       expect(gatewayNode.invoices().filter((i) => i.state === "SETTLED").length).toBeGreaterThanOrEqual(2)
     }).pipe(Effect.provide(NodeHttpClient.layer)))
+})
+
+describe("ledger ingest (lightning-ops → control)", () => {
+  const invoice = (n: number): ControlPlane.InvoiceLifecycle => ({ invoiceId: `inv_${n}`, paywallId: "pw_a", ownerId: "owner_1", amountMsats: 21_000, status: "open", paymentHash: `${n}` })
+  const settlement = (n: number): ControlPlane.Settlement => ({
+    settlementId: `set_${n}`, invoiceId: `inv_${n}`, paywallId: "pw_a", ownerId: "owner_1", amountMsats: 21_000, paymentProofType: "lightning_preimage", paymentProofValue: "ab".repeat(32)
+  })
+  const fakeGateway = (entries: Array<Gateway.LedgerEntry>, acks: Array<number>) =>
+    Layer.succeed(GatewayOps.GatewayOps, {
+      activeDeployment: Effect.succeed(null),
+      deploy: () => Effect.die("unused"),
+      rollback: () => Effect.die("unused"),
+      probe: () => Effect.die("unused"),
+      readLedger: (after, limit = 100) => Effect.sync(() => {
+        const page = entries.filter((e) => e.seq > after).slice(0, limit)
+        return { entries: page, next: page.at(-1)?.seq ?? after }
+      }),
+      ackLedger: (through) => Effect.sync(() => {
+        acks.push(through)
+        entries.splice(0, entries.length, ...entries.filter((e) => e.seq > through))
+      })
+    })
+
+  it.effect("writes invoices then settlements in order and acknowledges them; a conflict is skipped, an outage stops (the rest is retried next run)", () =>
+    Effect.gen(function*() {
+      const cp = MemoryControlPlane.make()
+      let outage = true
+      const control = Layer.succeed(ControlPlane.ControlPlane, {
+        ...cp,
+        ingestSettlement: (s) =>
+          s.settlementId === "set_1"
+            ? Effect.fail(new ControlPlane.ControlPlaneError({ code: "conflict", message: "recorded with different content", functionName: "lightning/settlements:ingestSettlement" }))
+            : s.settlementId === "set_2" && outage
+            ? Effect.fail(new ControlPlane.ControlPlaneError({ code: "control_plane_unavailable", message: "503", functionName: "lightning/settlements:ingestSettlement" }))
+            : cp.ingestSettlement(s)
+      })
+      const entries: Array<Gateway.LedgerEntry> = [
+        { seq: 1, invoice: invoice(1) }, { seq: 2, settlement: settlement(1) }, { seq: 3, invoice: invoice(2) }, { seq: 4, settlement: settlement(2) }
+      ]
+      const acks: Array<number> = []
+      const ports = Layer.merge(control, fakeGateway(entries, acks))
+      const first = yield* LightningOps.ingestLedger({ pageSize: 10 }).pipe(Effect.provide(ports))
+      expect(first).toMatchObject({ ingested: 2, rejected: 1, stopped: expect.stringMatching(/^control_plane_unavailable/) })
+      expect(acks).toEqual([3])
+      expect(entries.map((e) => e.seq)).toEqual([4])
+      outage = false
+      expect(yield* LightningOps.ingestLedger({ pageSize: 10 }).pipe(Effect.provide(ports))).toEqual({ ingested: 1, rejected: 0 })
+      expect(acks).toEqual([3, 4])
+      expect(cp.invoices().map((i) => [i.invoiceId, i.status])).toEqual([["inv_1", "open"], ["inv_2", "settled"]])
+      expect(cp.settlements().map((s) => s.settlementId)).toEqual(["set_2"])
+    }))
 })

@@ -4,7 +4,8 @@
 //   POST {base}/api/internal/lightning-ops/control-plane/mutation  {functionName, args}
 //
 // authenticated by `args.secret` (compared in constant time by the server). Errors: 500
-// ops_secret_unconfigured, 401 invalid_ops_secret, 404 unsupported_function, 422 invalid_arguments.
+// ops_secret_unconfigured, 401 invalid_ops_secret, 404 unsupported_function, 422 invalid_arguments,
+// 409 conflict, 503 control_plane_unavailable; any other answer is bad_response.
 // `layer` is the client; `router` serves any ControlPlaneService on the same wire (a development
 // stand-in for control, and the test double of the client).
 import * as HttpClient from "@effect/platform/HttpClient"
@@ -37,7 +38,7 @@ export interface HttpControlPlaneConfig {
   readonly secret: Redacted.Redacted<string>
 }
 
-const codes: ReadonlyArray<ControlPlaneErrorCode> = ["ops_secret_unconfigured", "invalid_ops_secret", "unsupported_function", "invalid_arguments"]
+const codes: ReadonlyArray<ControlPlaneErrorCode> = ["ops_secret_unconfigured", "invalid_ops_secret", "unsupported_function", "invalid_arguments", "conflict", "control_plane_unavailable"]
 
 export const make = (config: HttpControlPlaneConfig): Effect.Effect<ControlPlaneService, never, HttpClient.HttpClient> =>
   Effect.map(HttpClient.HttpClient, (http) => {
@@ -94,6 +95,8 @@ export const layer = (config: HttpControlPlaneConfig): Layer.Layer<ControlPlane,
 
 // --- the same wire, served ----------------------------------------------------------------------
 
+const STATUS: Partial<Record<ControlPlaneErrorCode, number>> = { invalid_arguments: 422, conflict: 409, control_plane_unavailable: 503 }
+
 const errorResponse = (status: number, code: ControlPlaneErrorCode, message: string) =>
   HttpServerResponse.unsafeJson({ ok: false, error: { code, message } }, { status })
 
@@ -112,12 +115,12 @@ export const router = (service: ControlPlaneService, secret: Redacted.Redacted<s
       const run = (effect: Effect.Effect<Record<string, unknown>, ControlPlaneError>) =>
         effect.pipe(
           Effect.map((result) => HttpServerResponse.unsafeJson({ ok: true, ...result })),
-          Effect.catchAll((e) => Effect.succeed(errorResponse(e.code === "invalid_arguments" ? 422 : 500, e.code, e.message)))
+          Effect.catchAll((e) => Effect.succeed(errorResponse(STATUS[e.code] ?? 500, e.code, e.message)))
         )
       const queries: Record<string, () => Effect.Effect<Record<string, unknown>, ControlPlaneError>> = {
         [FUNCTIONS.listPaywalls]: () =>
           Effect.map(service.listPaywallsForCompile(args["statuses"] as ReadonlyArray<PaywallStatus> | undefined), (paywalls) => ({ paywalls })),
-        [FUNCTIONS.securityState]: () => Effect.map(service.getSecurityState, (s) => ({ ...s, credentialRoles: [] }))
+        [FUNCTIONS.securityState]: () => Effect.map(service.getSecurityState, (s) => ({ ...s }))
       }
       const mutations: Record<string, () => Effect.Effect<Record<string, unknown>, ControlPlaneError>> = {
         [FUNCTIONS.recordIntent]: () => Effect.map(service.recordDeploymentIntent(args as unknown as DeploymentIntent), (deployment) => ({ deployment })),

@@ -7,6 +7,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type {
   ControlPlaneService,
+  CredentialRoleState,
   DeploymentIntent,
   GatewayEvent,
   InvoiceLifecycle,
@@ -21,6 +22,7 @@ export interface MemoryControlPlane extends ControlPlaneService {
   readonly setPaywalls: (paywalls: ReadonlyArray<Paywall>) => void
   readonly setGlobalPause: (active: boolean, reason?: string) => void
   readonly setOwnerKillSwitch: (ownerId: string, active: boolean) => void
+  readonly setCredentialRole: (state: CredentialRoleState) => void
   /** Make the next calls of a function fail (tests of fail-closed behaviour). */
   readonly failNext: (functionName: string, times?: number) => void
   readonly intents: () => ReadonlyArray<DeploymentIntent>
@@ -35,7 +37,7 @@ const RANK: Record<InvoiceStatus, number> = { open: 0, canceled: 1, expired: 1, 
 
 export const make = (initial: { readonly paywalls?: ReadonlyArray<Paywall>; readonly security?: SecurityState } = {}): MemoryControlPlane => {
   let paywalls: ReadonlyArray<Paywall> = initial.paywalls ?? []
-  let security: SecurityState = initial.security ?? { global: { globalPause: false }, ownerControls: [] }
+  let security: SecurityState = initial.security ?? { global: { globalPause: false }, ownerControls: [], credentialRoles: [] }
   const intents = new Map<string, DeploymentIntent>()
   const history: Array<DeploymentIntent> = []
   const events: Array<GatewayEvent & { eventId: string }> = []
@@ -92,6 +94,7 @@ export const make = (initial: { readonly paywalls?: ReadonlyArray<Paywall>; read
         ...security,
         ownerControls: [...security.ownerControls.filter((o) => o.ownerId !== ownerId), { ownerId, killSwitch: active, denyReasonCode: active ? "owner_kill_switch_active" : null }]
       }),
+    setCredentialRole: (role) => void (security = { ...security, credentialRoles: [...security.credentialRoles.filter((r) => r.role !== role.role), role] }),
     failNext: (functionName, times = 1) => void failures.set(functionName, times),
     intents: () => [...intents.values()],
     intentHistory: () => [...history],

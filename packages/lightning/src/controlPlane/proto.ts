@@ -78,7 +78,7 @@ const codeOf: Record<Diagnostic["code"], CompileDiagnosticCode> = {
 export const diagnosticToProto = (d: Diagnostic): ProtoDiagnostic =>
   create(CompileDiagnosticSchema, {
     code: codeOf[d.code],
-    severity: CompileDiagnosticSeverity.ERROR,
+    severity: d.severity === "warn" ? CompileDiagnosticSeverity.WARN : CompileDiagnosticSeverity.ERROR,
     message: d.message,
     ...(d.paywallId !== undefined ? { paywallId: d.paywallId } : {}),
     ...(d.routeId !== undefined ? { routeId: d.routeId } : {}),

@@ -17,7 +17,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file openagents/lightning/v1/settlements.proto.
  */
 export const file_openagents_lightning_v1_settlements: GenFile = /*@__PURE__*/
-  fileDesc("CilvcGVuYWdlbnRzL2xpZ2h0bmluZy92MS9zZXR0bGVtZW50cy5wcm90bxIXb3BlbmFnZW50cy5saWdodG5pbmcudjEixAMKGUNvbnRyb2xQbGFuZUludm9pY2VSZWNvcmQSEgoKaW52b2ljZV9pZBgBIAEoCRISCgpwYXl3YWxsX2lkGAIgASgJEhAKCG93bmVyX2lkGAMgASgJEhQKDGFtb3VudF9tc2F0cxgEIAEoBBI/CgZzdGF0dXMYBSABKA4yLy5vcGVuYWdlbnRzLmxpZ2h0bmluZy52MS5JbnZvaWNlTGlmZWN5Y2xlU3RhdHVzEhkKDHBheW1lbnRfaGFzaBgGIAEoCUgAiAEBEhwKD3BheW1lbnRfcmVxdWVzdBgHIAEoCUgBiAEBEh4KEXBheW1lbnRfcHJvb2ZfcmVmGAggASgJSAKIAQESFwoKcmVxdWVzdF9pZBgJIAEoCUgDiAEBEhUKDWNyZWF0ZWRfYXRfbXMYCiABKAMSFQoNdXBkYXRlZF9hdF9tcxgLIAEoAxIaCg1zZXR0bGVkX2F0X21zGAwgASgDSASIAQFCDwoNX3BheW1lbnRfaGFzaEISChBfcGF5bWVudF9yZXF1ZXN0QhQKEl9wYXltZW50X3Byb29mX3JlZkINCgtfcmVxdWVzdF9pZEIQCg5fc2V0dGxlZF9hdF9tcyKeAgocQ29udHJvbFBsYW5lU2V0dGxlbWVudFJlY29yZBIVCg1zZXR0bGVtZW50X2lkGAEgASgJEhIKCnBheXdhbGxfaWQYAiABKAkSEAoIb3duZXJfaWQYAyABKAkSFwoKaW52b2ljZV9pZBgEIAEoCUgAiAEBEhQKDGFtb3VudF9tc2F0cxgFIAEoBBIZChFwYXltZW50X3Byb29mX3JlZhgGIAEoCRIXCgpyZXF1ZXN0X2lkGAcgASgJSAGIAQESKQoIbWV0YWRhdGEYCCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhUKDWNyZWF0ZWRfYXRfbXMYCSABKANCDQoLX2ludm9pY2VfaWRCDQoLX3JlcXVlc3RfaWQi4wIKF1NldHRsZW1lbnRJbmdlc3RSZXF1ZXN0EhUKDXNldHRsZW1lbnRfaWQYASABKAkSEgoKcGF5d2FsbF9pZBgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRIXCgppbnZvaWNlX2lkGAQgASgJSACIAQESFAoMYW1vdW50X21zYXRzGAUgASgEEkUKEnBheW1lbnRfcHJvb2ZfdHlwZRgGIAEoDjIpLm9wZW5hZ2VudHMubGlnaHRuaW5nLnYxLlBheW1lbnRQcm9vZlR5cGUSGwoTcGF5bWVudF9wcm9vZl92YWx1ZRgHIAEoCRIXCgpyZXF1ZXN0X2lkGAggASgJSAGIAQESKQoIbWV0YWRhdGEYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhYKDm9jY3VycmVkX2F0X21zGAogASgDQg0KC19pbnZvaWNlX2lkQg0KC19yZXF1ZXN0X2lkIoEBCh1JbnZvaWNlTGlmZWN5Y2xlV3JpdGVSZXNwb25zZRIKCgJvaxgBIAEoCBIPCgdjaGFuZ2VkGAIgASgIEkMKB2ludm9pY2UYAyABKAsyMi5vcGVuYWdlbnRzLmxpZ2h0bmluZy52MS5Db250cm9sUGxhbmVJbnZvaWNlUmVjb3JkItcBChdTZXR0bGVtZW50V3JpdGVSZXNwb25zZRIKCgJvaxgBIAEoCBIPCgdleGlzdGVkGAIgASgIEkkKCnNldHRsZW1lbnQYAyABKAsyNS5vcGVuYWdlbnRzLmxpZ2h0bmluZy52MS5Db250cm9sUGxhbmVTZXR0bGVtZW50UmVjb3JkEkgKB2ludm9pY2UYBCABKAsyMi5vcGVuYWdlbnRzLmxpZ2h0bmluZy52MS5Db250cm9sUGxhbmVJbnZvaWNlUmVjb3JkSACIAQFCCgoIX2ludm9pY2Uq2AEKFkludm9pY2VMaWZlY3ljbGVTdGF0dXMSKAokSU5WT0lDRV9MSUZFQ1lDTEVfU1RBVFVTX1VOU1BFQ0lGSUVEEAASIQodSU5WT0lDRV9MSUZFQ1lDTEVfU1RBVFVTX09QRU4QARIkCiBJTlZPSUNFX0xJRkVDWUNMRV9TVEFUVVNfU0VUVExFRBACEiUKIUlOVk9JQ0VfTElGRUNZQ0xFX1NUQVRVU19DQU5DRUxFRBADEiQKIElOVk9JQ0VfTElGRUNZQ0xFX1NUQVRVU19FWFBJUkVEEAQqYQoQUGF5bWVudFByb29mVHlwZRIiCh5QQVlNRU5UX1BST09GX1RZUEVfVU5TUEVDSUZJRUQQABIpCiVQQVlNRU5UX1BST09GX1RZUEVfTElHSFROSU5HX1BSRUlNQUdFEAFiBnByb3RvMw", [file_google_protobuf_struct]);
+  fileDesc("CilvcGVuYWdlbnRzL2xpZ2h0bmluZy92MS9zZXR0bGVtZW50cy5wcm90bxIXb3BlbmFnZW50cy5saWdodG5pbmcudjEixAMKGUNvbnRyb2xQbGFuZUludm9pY2VSZWNvcmQSEgoKaW52b2ljZV9pZBgBIAEoCRISCgpwYXl3YWxsX2lkGAIgASgJEhAKCG93bmVyX2lkGAMgASgJEhQKDGFtb3VudF9tc2F0cxgEIAEoBBI/CgZzdGF0dXMYBSABKA4yLy5vcGVuYWdlbnRzLmxpZ2h0bmluZy52MS5JbnZvaWNlTGlmZWN5Y2xlU3RhdHVzEhkKDHBheW1lbnRfaGFzaBgGIAEoCUgAiAEBEhwKD3BheW1lbnRfcmVxdWVzdBgHIAEoCUgBiAEBEh4KEXBheW1lbnRfcHJvb2ZfcmVmGAggASgJSAKIAQESFwoKcmVxdWVzdF9pZBgJIAEoCUgDiAEBEhUKDWNyZWF0ZWRfYXRfbXMYCiABKAMSFQoNdXBkYXRlZF9hdF9tcxgLIAEoAxIaCg1zZXR0bGVkX2F0X21zGAwgASgDSASIAQFCDwoNX3BheW1lbnRfaGFzaEISChBfcGF5bWVudF9yZXF1ZXN0QhQKEl9wYXltZW50X3Byb29mX3JlZkINCgtfcmVxdWVzdF9pZEIQCg5fc2V0dGxlZF9hdF9tcyKeAgocQ29udHJvbFBsYW5lU2V0dGxlbWVudFJlY29yZBIVCg1zZXR0bGVtZW50X2lkGAEgASgJEhIKCnBheXdhbGxfaWQYAiABKAkSEAoIb3duZXJfaWQYAyABKAkSFwoKaW52b2ljZV9pZBgEIAEoCUgAiAEBEhQKDGFtb3VudF9tc2F0cxgFIAEoBBIZChFwYXltZW50X3Byb29mX3JlZhgGIAEoCRIXCgpyZXF1ZXN0X2lkGAcgASgJSAGIAQESKQoIbWV0YWRhdGEYCCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhUKDWNyZWF0ZWRfYXRfbXMYCSABKANCDQoLX2ludm9pY2VfaWRCDQoLX3JlcXVlc3RfaWQimgMKHUludm9pY2VMaWZlY3ljbGVJbmdlc3RSZXF1ZXN0EhIKCmludm9pY2VfaWQYASABKAkSEgoKcGF5d2FsbF9pZBgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRIUCgxhbW91bnRfbXNhdHMYBCABKAQSPwoGc3RhdHVzGAUgASgOMi8ub3BlbmFnZW50cy5saWdodG5pbmcudjEuSW52b2ljZUxpZmVjeWNsZVN0YXR1cxIZCgxwYXltZW50X2hhc2gYBiABKAlIAIgBARIcCg9wYXltZW50X3JlcXVlc3QYByABKAlIAYgBARIeChFwYXltZW50X3Byb29mX3JlZhgIIAEoCUgCiAEBEhcKCnJlcXVlc3RfaWQYCSABKAlIA4gBARIaCg1zZXR0bGVkX2F0X21zGAogASgDSASIAQFCDwoNX3BheW1lbnRfaGFzaEISChBfcGF5bWVudF9yZXF1ZXN0QhQKEl9wYXltZW50X3Byb29mX3JlZkINCgtfcmVxdWVzdF9pZEIQCg5fc2V0dGxlZF9hdF9tcyLjAgoXU2V0dGxlbWVudEluZ2VzdFJlcXVlc3QSFQoNc2V0dGxlbWVudF9pZBgBIAEoCRISCgpwYXl3YWxsX2lkGAIgASgJEhAKCG93bmVyX2lkGAMgASgJEhcKCmludm9pY2VfaWQYBCABKAlIAIgBARIUCgxhbW91bnRfbXNhdHMYBSABKAQSRQoScGF5bWVudF9wcm9vZl90eXBlGAYgASgOMikub3BlbmFnZW50cy5saWdodG5pbmcudjEuUGF5bWVudFByb29mVHlwZRIbChNwYXltZW50X3Byb29mX3ZhbHVlGAcgASgJEhcKCnJlcXVlc3RfaWQYCCABKAlIAYgBARIpCghtZXRhZGF0YRgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFgoOb2NjdXJyZWRfYXRfbXMYCiABKANCDQoLX2ludm9pY2VfaWRCDQoLX3JlcXVlc3RfaWQigQEKHUludm9pY2VMaWZlY3ljbGVXcml0ZVJlc3BvbnNlEgoKAm9rGAEgASgIEg8KB2NoYW5nZWQYAiABKAgSQwoHaW52b2ljZRgDIAEoCzIyLm9wZW5hZ2VudHMubGlnaHRuaW5nLnYxLkNvbnRyb2xQbGFuZUludm9pY2VSZWNvcmQi1wEKF1NldHRsZW1lbnRXcml0ZVJlc3BvbnNlEgoKAm9rGAEgASgIEg8KB2V4aXN0ZWQYAiABKAgSSQoKc2V0dGxlbWVudBgDIAEoCzI1Lm9wZW5hZ2VudHMubGlnaHRuaW5nLnYxLkNvbnRyb2xQbGFuZVNldHRsZW1lbnRSZWNvcmQSSAoHaW52b2ljZRgEIAEoCzIyLm9wZW5hZ2VudHMubGlnaHRuaW5nLnYxLkNvbnRyb2xQbGFuZUludm9pY2VSZWNvcmRIAIgBAUIKCghfaW52b2ljZSrYAQoWSW52b2ljZUxpZmVjeWNsZVN0YXR1cxIoCiRJTlZPSUNFX0xJRkVDWUNMRV9TVEFUVVNfVU5TUEVDSUZJRUQQABIhCh1JTlZPSUNFX0xJRkVDWUNMRV9TVEFUVVNfT1BFThABEiQKIElOVk9JQ0VfTElGRUNZQ0xFX1NUQVRVU19TRVRUTEVEEAISJQohSU5WT0lDRV9MSUZFQ1lDTEVfU1RBVFVTX0NBTkNFTEVEEAMSJAogSU5WT0lDRV9MSUZFQ1lDTEVfU1RBVFVTX0VYUElSRUQQBCphChBQYXltZW50UHJvb2ZUeXBlEiIKHlBBWU1FTlRfUFJPT0ZfVFlQRV9VTlNQRUNJRklFRBAAEikKJVBBWU1FTlRfUFJPT0ZfVFlQRV9MSUdIVE5JTkdfUFJFSU1BR0UQAWIGcHJvdG8z", [file_google_protobuf_struct]);
 
 /**
  * @generated from message openagents.lightning.v1.ControlPlaneInvoiceRecord
@@ -276,6 +276,145 @@ export const ControlPlaneSettlementRecordSchema: GenMessage<ControlPlaneSettleme
   messageDesc(file_openagents_lightning_v1_settlements, 1);
 
 /**
+ * Arguments of the ingestInvoiceLifecycle mutation: one state of one invoice the gateway issued
+ * for a paywall. The single definition of the invoice lifecycle both planes use (control's
+ * ingest payload, lightning's ControlPlane.InvoiceLifecycle; contract tests hold both to it).
+ * invoice_id is "inv_<payment_hash>" for gateway invoices, so a replay names the same invoice.
+ *
+ * @generated from message openagents.lightning.v1.InvoiceLifecycleIngestRequest
+ */
+export type InvoiceLifecycleIngestRequest = Message<"openagents.lightning.v1.InvoiceLifecycleIngestRequest"> & {
+  /**
+   * @generated from field: string invoice_id = 1;
+   */
+  invoiceId: string;
+
+  /**
+   * @generated from field: string paywall_id = 2;
+   */
+  paywallId: string;
+
+  /**
+   * @generated from field: string owner_id = 3;
+   */
+  ownerId: string;
+
+  /**
+   * @generated from field: uint64 amount_msats = 4;
+   */
+  amountMsats: bigint;
+
+  /**
+   * @generated from field: openagents.lightning.v1.InvoiceLifecycleStatus status = 5;
+   */
+  status: InvoiceLifecycleStatus;
+
+  /**
+   * @generated from field: optional string payment_hash = 6;
+   */
+  paymentHash?: string | undefined;
+
+  /**
+   * The BOLT11 invoice.
+   *
+   * @generated from field: optional string payment_request = 7;
+   */
+  paymentRequest?: string | undefined;
+
+  /**
+   * "lightning_preimage:<first 24 hex chars of the preimage>".
+   *
+   * @generated from field: optional string payment_proof_ref = 8;
+   */
+  paymentProofRef?: string | undefined;
+
+  /**
+   * @generated from field: optional string request_id = 9;
+   */
+  requestId?: string | undefined;
+
+  /**
+   * When the invoice settled; defaults to the time of ingest. Only the first settle counts.
+   *
+   * @generated from field: optional int64 settled_at_ms = 10;
+   */
+  settledAtMs?: bigint | undefined;
+};
+
+/**
+ * Arguments of the ingestInvoiceLifecycle mutation: one state of one invoice the gateway issued
+ * for a paywall. The single definition of the invoice lifecycle both planes use (control's
+ * ingest payload, lightning's ControlPlane.InvoiceLifecycle; contract tests hold both to it).
+ * invoice_id is "inv_<payment_hash>" for gateway invoices, so a replay names the same invoice.
+ *
+ * @generated from message openagents.lightning.v1.InvoiceLifecycleIngestRequest
+ */
+export type InvoiceLifecycleIngestRequestJson = {
+  /**
+   * @generated from field: string invoice_id = 1;
+   */
+  invoiceId?: string;
+
+  /**
+   * @generated from field: string paywall_id = 2;
+   */
+  paywallId?: string;
+
+  /**
+   * @generated from field: string owner_id = 3;
+   */
+  ownerId?: string;
+
+  /**
+   * @generated from field: uint64 amount_msats = 4;
+   */
+  amountMsats?: string;
+
+  /**
+   * @generated from field: openagents.lightning.v1.InvoiceLifecycleStatus status = 5;
+   */
+  status?: InvoiceLifecycleStatusJson;
+
+  /**
+   * @generated from field: optional string payment_hash = 6;
+   */
+  paymentHash?: string;
+
+  /**
+   * The BOLT11 invoice.
+   *
+   * @generated from field: optional string payment_request = 7;
+   */
+  paymentRequest?: string;
+
+  /**
+   * "lightning_preimage:<first 24 hex chars of the preimage>".
+   *
+   * @generated from field: optional string payment_proof_ref = 8;
+   */
+  paymentProofRef?: string;
+
+  /**
+   * @generated from field: optional string request_id = 9;
+   */
+  requestId?: string;
+
+  /**
+   * When the invoice settled; defaults to the time of ingest. Only the first settle counts.
+   *
+   * @generated from field: optional int64 settled_at_ms = 10;
+   */
+  settledAtMs?: string;
+};
+
+/**
+ * Describes the message openagents.lightning.v1.InvoiceLifecycleIngestRequest.
+ * Use `create(InvoiceLifecycleIngestRequestSchema)` to create a new message.
+ */
+export const InvoiceLifecycleIngestRequestSchema: GenMessage<InvoiceLifecycleIngestRequest, {jsonType: InvoiceLifecycleIngestRequestJson}> = /*@__PURE__*/
+  messageDesc(file_openagents_lightning_v1_settlements, 2);
+
+/**
  * Arguments of the ingestSettlement mutation. When invoice_id is set the invoice is first
  * advanced to SETTLED.
  *
@@ -404,7 +543,7 @@ export type SettlementIngestRequestJson = {
  * Use `create(SettlementIngestRequestSchema)` to create a new message.
  */
 export const SettlementIngestRequestSchema: GenMessage<SettlementIngestRequest, {jsonType: SettlementIngestRequestJson}> = /*@__PURE__*/
-  messageDesc(file_openagents_lightning_v1_settlements, 2);
+  messageDesc(file_openagents_lightning_v1_settlements, 3);
 
 /**
  * Answer of ingestInvoiceLifecycle; changed is false when the update did not outrank the stored
@@ -457,7 +596,7 @@ export type InvoiceLifecycleWriteResponseJson = {
  * Use `create(InvoiceLifecycleWriteResponseSchema)` to create a new message.
  */
 export const InvoiceLifecycleWriteResponseSchema: GenMessage<InvoiceLifecycleWriteResponse, {jsonType: InvoiceLifecycleWriteResponseJson}> = /*@__PURE__*/
-  messageDesc(file_openagents_lightning_v1_settlements, 3);
+  messageDesc(file_openagents_lightning_v1_settlements, 4);
 
 /**
  * Answer of ingestSettlement; existed is true for a replay of a known settlement_id.
@@ -518,7 +657,7 @@ export type SettlementWriteResponseJson = {
  * Use `create(SettlementWriteResponseSchema)` to create a new message.
  */
 export const SettlementWriteResponseSchema: GenMessage<SettlementWriteResponse, {jsonType: SettlementWriteResponseJson}> = /*@__PURE__*/
-  messageDesc(file_openagents_lightning_v1_settlements, 4);
+  messageDesc(file_openagents_lightning_v1_settlements, 5);
 
 /**
  * @generated from enum openagents.lightning.v1.InvoiceLifecycleStatus
