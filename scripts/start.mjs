@@ -104,7 +104,8 @@ const secretMakers = {
   lightningOpsSecret: () => hex(32),
   gatewayOpsToken: () => hex(24),
   gatewayRootSecret: () => hex(32),
-  walletExecutorToken: () => hex(24)
+  walletExecutorToken: () => hex(24),
+  lightningOpsCredentials: () => ({ gatewayInvoice: hex(24), settlementRead: hex(24), operatorAdmin: hex(24) })
 }
 
 const loadSecrets = () => {
@@ -214,6 +215,7 @@ const services = [
       L402_GATEWAY_PORT: String(ports.gateway.port),
       L402_GATEWAY_OPS_TOKEN: s.gatewayOpsToken,
       L402_GATEWAY_ROOT_SECRET: s.gatewayRootSecret,
+      L402_GATEWAY_STATE_PATH: join(dataDir, "l402-gateway", "deployments.json"),
       LND_REST_URL: urls.lndGateway,
       LND_MACAROON_PATH: join(dirs.lndSim, "gateway", "invoice.macaroon")
     }),
@@ -233,7 +235,10 @@ const services = [
       OA_LIGHTNING_OPS_GATEWAY_OPS_TOKEN: s.gatewayOpsToken,
       // The reconciler proves each deployment by paying its smoke challenge through the executor.
       OA_LIGHTNING_OPS_WALLET_EXECUTOR_URL: urls.walletExecutor,
-      OA_LIGHTNING_OPS_WALLET_EXECUTOR_TOKEN: s.walletExecutorToken
+      OA_LIGHTNING_OPS_WALLET_EXECUTOR_TOKEN: s.walletExecutorToken,
+      OA_LIGHTNING_OPS_CRED_GATEWAY_INVOICE: s.lightningOpsCredentials.gatewayInvoice,
+      OA_LIGHTNING_OPS_CRED_SETTLEMENT_READ: s.lightningOpsCredentials.settlementRead,
+      OA_LIGHTNING_OPS_CRED_OPERATOR_ADMIN: s.lightningOpsCredentials.operatorAdmin
     }),
     // Up when it answers: /healthz is 503 while the reconciler has nothing to deploy (no paywall
     // yet), which is the normal state of a fresh system.

@@ -52,33 +52,6 @@ describe("npm start", () => {
     expect(hs256Valid(minted.body.data.token, secrets.syncTokenKey.secret)).toBe(true)
     expect(hs256Valid(minted.body.data.token, "another-key-another-key-another-key")).toBe(false)
 
-    if (runtimeExists) {
-      // The planes together: control's access token verifies at the runtime (JWKS fetched from
-      // control), control's proxy reaches the runtime with the signed internal header, control's
-      // sync token opens a Khala subscription, and signing out reaches the runtime through
-      // control's revocation outbox.
-      const runtime = `http://127.0.0.1:${ports.OA_START_RUNTIME_PORT}`
-      const auth = { authorization: `Bearer ${session.token}` }
-      expect((await post(`${runtime}/internal/v1/codex/workers`, { worker_id: "start-test-worker" }, auth)).status).toBe(202)
-      const proxied = await fetch(`${control}/api/runtime/codex/workers`, { headers: auth })
-      expect(proxied.status).toBe(200)
-      expect(((await proxied.json()) as { data: Array<{ worker_id: string }> }).data.map((w) => w.worker_id)).toContain("start-test-worker")
-      const workerScope = await post(`${control}/api/sync/token`, { scopes: ["runtime.codex_worker_summaries", "runtime.codex_worker_events"] }, auth)
-      expect(workerScope.status).toBe(200)
-      const client = await TestClient.connect(`ws://127.0.0.1:${ports.OA_START_KHALA_PORT}/sync/v1/ws`)
-      await client.hello(workerScope.body.data.token)
-      const subscribed = await client.subscribe([`runtime.codex_worker_summaries:user:${session.userId}`, "runtime.codex_worker_events:worker:start-test-worker"], "s")
-      expect([subscribed.kind, subscribed.kind === FrameKind.SUBSCRIBED ? "" : JSON.stringify(subscribed.message, (_, v) => typeof v === "bigint" ? String(v) : v)]).toEqual([FrameKind.SUBSCRIBED, ""])
-      client.close()
-      expect((await post(`${control}/api/auth/logout`, {}, auth)).status).toBe(200)
-      let refused: string | undefined
-      for (const deadline = Date.now() + 30_000; refused === undefined && Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
-        const r = await fetch(`${runtime}/internal/v1/codex/workers`, { headers: auth })
-        if (r.status === 401) refused = ((await r.json()) as { error: { details: { reason: string } } }).error.details.reason
-      }
-      expect(refused).toBe("session_revoked")
-    }
-
     for (const name of ["OA_START_GATEWAY_PORT", "OA_START_WALLET_EXECUTOR_PORT", "OA_START_LND_WALLET_PORT", "OA_START_LND_GATEWAY_PORT"] as const) {
       const health = await fetch(`http://127.0.0.1:${ports[name]}/healthz`)
       expect(health.status, name).toBe(200)
@@ -106,6 +79,34 @@ describe("npm start", () => {
     expect(me.status).toBe(200)
     const again = await signIn(sup, control, dataDir, "ada@example.com")
     expect(again.userId).toBe(first.userId)
+
+    if (runtimeExists) {
+      // The planes together: control's access token verifies at the runtime (JWKS fetched from
+      // control), control's proxy reaches the runtime with the signed internal header, control's
+      // sync token opens a Khala subscription, and signing out reaches the runtime through
+      // control's revocation outbox.
+      const runtime = `http://127.0.0.1:${ports.OA_START_RUNTIME_PORT}`
+      const auth = { authorization: `Bearer ${again.token}` }
+      expect((await post(`${runtime}/internal/v1/codex/workers`, { worker_id: "start-test-worker" }, auth)).status).toBe(202)
+      const proxied = await fetch(`${control}/api/runtime/codex/workers`, { headers: auth })
+      expect(proxied.status).toBe(200)
+      expect(((await proxied.json()) as { data: Array<{ worker_id: string }> }).data.map((w) => w.worker_id)).toContain("start-test-worker")
+      const workerScope = await post(`${control}/api/sync/token`, { scopes: ["runtime.codex_worker_summaries", "runtime.codex_worker_events"] }, auth)
+      expect(workerScope.status).toBe(200)
+      const client = await TestClient.connect(`ws://127.0.0.1:${ports.OA_START_KHALA_PORT}/sync/v1/ws`)
+      await client.hello(workerScope.body.data.token)
+      const subscribed = await client.subscribe([`runtime.codex_worker_summaries:user:${again.userId}`, "runtime.codex_worker_events:worker:start-test-worker"], "s")
+      expect([subscribed.kind, subscribed.kind === FrameKind.SUBSCRIBED ? "" : JSON.stringify(subscribed.message, (_, v) => typeof v === "bigint" ? String(v) : v)]).toEqual([FrameKind.SUBSCRIBED, ""])
+      client.close()
+      expect((await post(`${control}/api/auth/logout`, {}, auth)).status).toBe(200)
+      let refused: string | undefined
+      for (const deadline = Date.now() + 30_000; refused === undefined && Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+        const r = await fetch(`${runtime}/internal/v1/codex/workers`, { headers: auth })
+        if (r.status === 401) refused = ((await r.json()) as { error: { details: { reason: string } } }).error.details.reason
+      }
+      expect(refused).toBe("session_revoked")
+    }
+
 
     const gatewayPid = Number(sup.output().match(/starting l402-gateway \(pid (\d+)\)/)?.[1])
     expect(gatewayPid).toBeGreaterThan(0)

@@ -32,6 +32,7 @@ import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { canonicalJson } from "@openagents/proto/canonical-json"
+import { dirname } from "node:path"
 import { sha256 } from "@noble/hashes/sha2"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Duration from "effect/Duration"
@@ -132,6 +133,8 @@ export const fileStore = (path: string): Effect.Effect<DeploymentStore, never, F
     save: (state) =>
       Effect.gen(function*() {
         const temporary = `${path}.${process.pid}.tmp`
+        // The directory may not exist yet on a fresh machine.
+        yield* fs.makeDirectory(dirname(path), { recursive: true })
         yield* fs.writeFileString(temporary, JSON.stringify(Schema.encodeSync(GatewayState)(state)))
         yield* fs.rename(temporary, path)
       }).pipe(Effect.mapError((e) => new Error(`writing ${path}: ${e.message}`)))
