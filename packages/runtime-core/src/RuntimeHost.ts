@@ -12,7 +12,16 @@
 // Shutdown (SIGINT/SIGTERM, through the host's runMain): the scopes close in reverse order —
 // the Khala listener stops and every socket is closed with 1001 (going away), the HTTP server
 // stops accepting and in-flight requests finish, background jobs stop, the database closes last.
+import type * as Etag from "@effect/platform/Etag"
+import type * as FileSystem from "@effect/platform/FileSystem"
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import type * as HttpPlatform from "@effect/platform/HttpPlatform"
+import type * as HttpServer from "@effect/platform/HttpServer"
+import type { ServeError } from "@effect/platform/HttpServerError"
+import type * as Path from "@effect/platform/Path"
+import type { MigrationError } from "@effect/sql/Migrator"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import {
   Checkpoints,
   Journal,
@@ -29,6 +38,9 @@ import {
   WsTransport
 } from "@openagents/khala-core"
 import { Health, type InternalSignature, Prometheus } from "@openagents/host-kit"
+// Named here so the declaration build can name the layers' types (TS2742).
+import type { Storage, TopicAuthorizer, Transport } from "@openagents/khala-core"
+import type { SqlNotify } from "@openagents/sql-pglite"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
@@ -160,11 +172,29 @@ const jobs = (c: RuntimeHostConfig) =>
     })
   )
 
+/** Everything `services` provides (and `layer` keeps in its output). */
+export type Services =
+  | Auth.RevokedSessions
+  | Auth.Authenticator
+  | Topic.TopicClasses
+  | Storage.KhalaStorage
+  | Checkpoints.Checkpoints
+  | Journal.Journal
+  | Notifier.Notifier
+  | ReadModels.ReadModels
+  | Publisher.Publisher
+  | Snapshot.Snapshot
+  | Retention.Retention
+  | TopicAuthorizer.TopicAuthorizer
+  | SyncToken.SyncTokenVerifier
+  | Runs.Runs
+  | Workers.Workers
+
 /**
  * The runtime's services over the SqlClient (and SqlNotify) in context: Khala's SQL storage and
  * ports, the LISTEN/NOTIFY notifier, runs and workers, auth. Migrations run first.
  */
-export const services = (c: RuntimeHostConfig) => {
+export const services = (c: RuntimeHostConfig): Layer.Layer<Services, SqlError | MigrationError, SqlClient.SqlClient | SqlNotify.SqlNotify> => {
   const khala = Layer.mergeAll(Checkpoints.layer, ReadModels.layer, Publisher.layer, Snapshot.layer, Retention.layer).pipe(
     Layer.provideMerge(Layer.mergeAll(Journal.layer, Notifier.layerPostgres)),
     Layer.provideMerge(SqlStorage.layerStorage)
@@ -192,7 +222,14 @@ export const operationalRoutes = Layer.mergeAll(
 )
 
 /** The whole host from a configuration (its services stay in the output, for embedding and tests); needs an HttpServer, a SqlClient and SqlNotify. */
-export const layer = (c: RuntimeHostConfig, options: { readonly disableHttpLogger?: boolean | undefined } = {}) => {
+export const layer = (
+  c: RuntimeHostConfig,
+  options: { readonly disableHttpLogger?: boolean | undefined } = {}
+): Layer.Layer<
+  Services | Server.KhalaServerTag,
+  SqlError | MigrationError | Transport.TransportError | ServeError,
+  SqlClient.SqlClient | SqlNotify.SqlNotify | HttpServer.HttpServer | HttpPlatform.HttpPlatform | FileSystem.FileSystem | Path.Path | Etag.Generator
+> => {
   const khalaServer = Server.layer({
     transport: c.khala.transport === "ws" ? WsTransport.transport : UwsTransport.transport,
     host: c.khala.host,
@@ -206,4 +243,8 @@ export const layer = (c: RuntimeHostConfig, options: { readonly disableHttpLogge
 }
 
 /** The host from the environment (fails with a ConfigError naming the variable). */
-export const layerConfig = Layer.unwrapEffect(Effect.map(loadConfig, layer))
+export const layerConfig: Layer.Layer<
+  Services | Server.KhalaServerTag,
+  SqlError | MigrationError | Transport.TransportError | ServeError | ConfigError.ConfigError,
+  SqlClient.SqlClient | SqlNotify.SqlNotify | HttpServer.HttpServer | HttpPlatform.HttpPlatform | FileSystem.FileSystem | Path.Path | Etag.Generator
+> = Layer.unwrapEffect(Effect.map(loadConfig, layer))

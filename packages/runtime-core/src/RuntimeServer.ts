@@ -2,12 +2,18 @@
 // document, Khala's snapshot endpoint (GET /sync/v1/snapshot/:topic, for clients recovering from
 // stale_cursor), and the last-resort envelopes (unknown route → 404, defect → 500). The handlers
 // translate between the wire and the Runs / Workers services, which hold the rules.
+import type * as Etag from "@effect/platform/Etag"
+import type * as FileSystem from "@effect/platform/FileSystem"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
+import type * as HttpPlatform from "@effect/platform/HttpPlatform"
 import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type * as Path from "@effect/platform/Path"
 import { Checkpoints, Notifier, SnapshotHttp } from "@openagents/khala-core"
+// Named here so the declaration build can name the routes' type (TS2742).
+import type { Snapshot, SyncToken, TopicAuthorizer } from "@openagents/khala-core"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -266,7 +272,24 @@ const lastResort = (effect: Effect.Effect<HttpServerResponse.HttpServerResponse,
   }) as Effect.Effect<HttpServerResponse.HttpServerResponse, HttpLayerRouter.unhandled>
 
 /** The API routes, the OpenAPI document and the Khala snapshot endpoint. */
-export const routes = (options: SyncHandlerOptions = {}) =>
+export const routes = (options: SyncHandlerOptions = {}): Layer.Layer<
+  never,
+  never,
+  | RevokedSessions
+  | Authenticator
+  | Checkpoints.Checkpoints
+  | Notifier.Notifier
+  | Runs
+  | Workers
+  | HttpLayerRouter.HttpRouter
+  | HttpLayerRouter.Request<"Requires", SyncToken.SyncTokenVerifier>
+  | HttpLayerRouter.Request<"Requires", Snapshot.Snapshot>
+  | HttpLayerRouter.Request<"Requires", TopicAuthorizer.TopicAuthorizer>
+  | FileSystem.FileSystem
+  | Path.Path
+  | HttpPlatform.HttpPlatform
+  | Etag.Generator
+> =>
   Layer.mergeAll(
     HttpLayerRouter.addHttpApi(RuntimeApi, { openapiPath: OPENAPI_PATH }).pipe(
       Layer.provide([HealthHandlers, RunsHandlers, WorkersHandlers, syncHandlers(options)]),
