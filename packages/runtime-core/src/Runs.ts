@@ -158,19 +158,19 @@ export const make: Effect.Effect<RunsService, never, SqlClient.SqlClient | Publi
     const summary = Projection.runSummary(state)
     const topic = Projection.runTopic(state.ownerUserId)
     const docKey = Projection.runDocKey(state.runId)
-    return publisher.publish(topic, [{ docKey, docVersion: state.latestSeq, payload: summary }]).pipe(
-      Effect.zipRight(
-        checkpoints.put({
-          projectionName: PROJECTION_NAME,
-          entityId: state.runId,
-          documentId: docKey,
-          topic,
-          lastRuntimeSeq: state.latestSeq,
-          projectionVersion: Projection.PROJECTION_VERSION,
-          summaryHash: Checkpoints.summaryHash(summary),
-          lastProjectedAt: new Date()
-        })
-      ),
+    // The owner's topic is shared by all of the owner's runs and its watermark row stays locked
+    // until commit: the checkpoint first, the publish last.
+    return checkpoints.put({
+      projectionName: PROJECTION_NAME,
+      entityId: state.runId,
+      documentId: docKey,
+      topic,
+      lastRuntimeSeq: state.latestSeq,
+      projectionVersion: Projection.PROJECTION_VERSION,
+      summaryHash: Checkpoints.summaryHash(summary),
+      lastProjectedAt: new Date()
+    }).pipe(
+      Effect.zipRight(publisher.publish(topic, [{ docKey, docVersion: state.latestSeq, payload: summary }])),
       Effect.mapError(storageFailure)
     )
   }
@@ -228,9 +228,11 @@ export const make: Effect.Effect<RunsService, never, SqlClient.SqlClient | Publi
             }
             return yield* Effect.fail(Errors.conflict(`frame ${frame.frameId} was already accepted with a different payload`, { frame_id: frame.frameId }))
           }
-          const next = yield* appendLocked(toState(row), frame.type, frame.payload)
+          // The frame row before the event (its seq is the next one): appendLocked ends with the
+          // publish to the owner's topic, whose lock is held until commit.
           yield* sql`INSERT INTO runtime.run_frames (run_id, frame_id, frame_type, payload_hash, seq)
-                     VALUES (${runId}, ${frame.frameId}, ${frame.type}, ${digest}, ${next.latestSeq.toString()})`.pipe(Effect.mapError(sqlFailure))
+                     VALUES (${runId}, ${frame.frameId}, ${frame.type}, ${digest}, ${(BigInt(row.latest_seq) + 1n).toString()})`.pipe(Effect.mapError(sqlFailure))
+          const next = yield* appendLocked(toState(row), frame.type, frame.payload)
           return { runId, frameId: frame.frameId, seq: next.latestSeq, idempotentReplay: false }
         })
       ).pipe(Effect.catchTag("JournalStorageError", storageFailure2))

@@ -170,12 +170,8 @@ export const make: Effect.Effect<WorkersService, never, SqlClient.SqlClient | Pu
       const summary = Projection.workerSummary(next)
       const topic = Projection.workerTopic(next.ownerUserId)
       const docKey = Projection.workerDocKey(next.workerId)
-      yield* publisher.publish(topic, [{ docKey, docVersion: seq, payload: summary }])
-      yield* publisher.append(Projection.workerEventsTopic(next.workerId), [{
-        docKey: Projection.workerEventDocKey(next.workerId, seq),
-        docVersion: seq,
-        payload: { workerId: next.workerId, worker_id: next.workerId, seq: Number(seq), eventType, event_type: eventType, payload, occurredAt: at.toISOString(), occurred_at: at.toISOString() }
-      }])
+      // The owner's summary topic is shared by all of the owner's workers, and its watermark row
+      // stays locked until commit: write everything else first, publish to it last.
       yield* checkpoints.put({
         projectionName: PROJECTION_NAME,
         entityId: next.workerId,
@@ -186,6 +182,12 @@ export const make: Effect.Effect<WorkersService, never, SqlClient.SqlClient | Pu
         summaryHash: Checkpoints.summaryHash(summary),
         lastProjectedAt: at
       })
+      yield* publisher.append(Projection.workerEventsTopic(next.workerId), [{
+        docKey: Projection.workerEventDocKey(next.workerId, seq),
+        docVersion: seq,
+        payload: { workerId: next.workerId, worker_id: next.workerId, seq: Number(seq), eventType, event_type: eventType, payload, occurredAt: at.toISOString(), occurred_at: at.toISOString() }
+      }])
+      yield* publisher.publish(topic, [{ docKey, docVersion: seq, payload: summary }])
       return { next, event: { workerId: next.workerId, seq, eventType, payload, at } satisfies WorkerEvent }
     }).pipe(Effect.catchTags({
       InvalidTopicError: (e) => Effect.fail(Errors.invalid(e.message)),
