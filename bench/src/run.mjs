@@ -14,7 +14,8 @@ const suites = [
   { name: "journal", file: "journal.ts" },
   { name: "client-apply", file: "client-apply.ts" },
   { name: "client-bundle-size", file: "bundle-size.mjs" },
-  { name: "fanout", file: "fanout/run.mjs" }
+  { name: "fanout", file: "fanout/run.mjs" },
+  { name: "runtime-ingest", file: "runtime-ingest.ts" }
 ]
 
 const only = process.argv.slice(2)
