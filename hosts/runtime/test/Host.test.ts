@@ -19,7 +19,19 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
+import { spawnSync } from "node:child_process"
+import { fileURLToPath } from "node:url"
 import { env, freePort, type HostProcess, signedFetch, startProcess } from "./support.js"
+
+const ADMIN = fileURLToPath(new URL("../src/admin.ts", import.meta.url))
+const admin = (database: { dataDir: string } | { url: string }, ...args: Array<string>) => {
+  const r = spawnSync(process.execPath, ["--conditions=@openagents/source", "--import", "tsx", ADMIN, ...args], {
+    env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "", ...("dataDir" in database ? { DATA_DIR: database.dataDir } : { DATABASE_URL: database.url }) },
+    encoding: "utf8",
+    timeout: 120_000
+  })
+  return { code: r.status, out: r.stdout, err: r.stderr }
+}
 
 interface Engine {
   readonly name: string
@@ -176,6 +188,25 @@ for (const engine of engines()) {
       } finally {
         await check.dispose()
       }
+    }, 240_000)
+
+    it.skipIf(engine.name !== "pglite")("the admin CLI reports parity, finds a tampered read model, and repairs it by reprojection", async () => {
+      const clean = admin(engine.database, "parity")
+      expect([clean.code, clean.err]).toEqual([0, ""])
+      expect(JSON.parse(clean.out).map((r: { checked: number }) => r.checked > 0)).toEqual([true, true])
+      const check = ManagedRuntime.make(engine.layer())
+      await check.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql`UPDATE runtime.sync_codex_worker_summaries SET payload = jsonb_set(payload, '{status}', '"failed"')
+            WHERE doc_key = ${Projection.workerDocKey(WORKERS[0]!)}`))
+      await check.dispose()
+      const drift = admin(engine.database, "parity")
+      expect(drift.code).toBe(1)
+      expect(JSON.parse(drift.out)[1].issues).toEqual([{ kind: "hash_mismatch", entityId: WORKERS[0] }])
+      expect(admin(engine.database, "verify", "--worker-id", WORKERS[0]!).code).toBe(1)
+      const repaired = admin(engine.database, "reproject", "--all")
+      expect([repaired.code, JSON.parse(repaired.out).workers.changed]).toEqual([0, 1])
+      expect(admin(engine.database, "parity").code).toBe(0)
+      expect(admin(engine.database, "reproject").code).toBe(2)
     }, 240_000)
   })
 }
