@@ -65,6 +65,13 @@ export interface ServerOptions {
   readonly tickMs?: number | undefined
   /** How long revoked session and device ids are refused (default 15 min, longer than any token). */
   readonly revocationTtlMs?: number | undefined
+  /**
+   * A durable record of revoked sessions, consulted when a token is verified (hello and refresh),
+   * so a node that started after a revocation still refuses that session's tokens (live
+   * revocations reach running nodes through the Notifier). A failing lookup is logged and the
+   * token accepted: the token's own lifetime (≤ 15 min) bounds the exposure.
+   */
+  readonly sessionRevoked?: ((sessionId: string) => Effect.Effect<boolean, unknown>) | undefined
 }
 
 export interface KhalaServer {
@@ -150,6 +157,7 @@ export const make = (
     const maxInbound = options.maxInboundFrameBytes ?? 64 * 1024
     const maxFrames = options.maxFramesPerSecond ?? 50
     const revocationTtl = options.revocationTtlMs ?? 15 * 60_000
+    const sessionRevoked = options.sessionRevoked
     const conns = new Set<Conn>()
     const revokedSessions = new Map<string, number>()
     const revokedDevices = new Map<string, number>()
@@ -217,14 +225,22 @@ export const make = (
         case "Verify":
           runEffect(
             verifier.verify(action.token).pipe(
+              Effect.flatMap((principal) =>
+                sessionRevoked === undefined
+                  ? Effect.succeed({ principal, durablyRevoked: false })
+                  : sessionRevoked(principal.sessionId).pipe(
+                    Effect.catchAll((cause) => Effect.as(Effect.logWarning("khala: the revoked-session lookup failed; token accepted", cause), false)),
+                    Effect.map((durablyRevoked) => ({ principal, durablyRevoked }))
+                  )
+              ),
               Effect.match({
                 onFailure: (error) => {
                   Metrics.authFailures.unsafeUpdate(error.reason, [])
                   dispatch(c, { _tag: "Refused", error, purpose: action.purpose, requestId: action.requestId, now: Date.now() })
                 },
-                onSuccess: (principal) => {
+                onSuccess: ({ durablyRevoked, principal }) => {
                   dispatch(c, { _tag: "Verified", principal, purpose: action.purpose, requestId: action.requestId, now: Date.now() })
-                  const reason = revokedReason(principal)
+                  const reason = revokedReason(principal) ?? (durablyRevoked ? "admin_revoked" as const : undefined)
                   if (reason !== undefined) dispatch(c, { _tag: "Revoked", reason, now: Date.now() })
                 }
               })

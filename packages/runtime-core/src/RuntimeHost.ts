@@ -230,11 +230,17 @@ export const layer = (
   SqlError | MigrationError | Transport.TransportError | ServeError,
   SqlClient.SqlClient | SqlNotify.SqlNotify | HttpServer.HttpServer | HttpPlatform.HttpPlatform | FileSystem.FileSystem | Path.Path | Etag.Generator
 > => {
-  const khalaServer = Server.layer({
-    transport: c.khala.transport === "ws" ? WsTransport.transport : UwsTransport.transport,
-    host: c.khala.host,
-    port: c.khala.port
-  })
+  // Khala consults the revoked-sessions table at hello and refresh, so a node started after a
+  // revocation refuses that session's sync tokens too.
+  const khalaServer = Layer.unwrapEffect(
+    Effect.map(Auth.RevokedSessions, (revoked) =>
+      Server.layer({
+        transport: c.khala.transport === "ws" ? WsTransport.transport : UwsTransport.transport,
+        host: c.khala.host,
+        port: c.khala.port,
+        sessionRevoked: revoked.isRevoked
+      }))
+  )
   const http = HttpLayerRouter.serve(Layer.mergeAll(RuntimeServer.routes(), operationalRoutes), { disableLogger: options.disableHttpLogger ?? false })
   return Layer.mergeAll(http, khalaServer, jobs(c)).pipe(
     Layer.provideMerge(services(c)),

@@ -5,6 +5,7 @@
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { InternalSignature } from "@openagents/host-kit"
 import { TestClient, TestServer } from "@openagents/khala-core/testing"
+import { FrameKind } from "@openagents/proto/sync/v1"
 import * as SqlTesting from "@openagents/sql-pglite/testing"
 import * as Effect from "effect/Effect"
 import * as ManagedRuntime from "effect/ManagedRuntime"
@@ -17,13 +18,14 @@ const admin = SqlTesting.postgresUrl()
 
 describe.skipIf(admin === undefined)("two runtime hosts on one Postgres", () => {
   let database: ManagedRuntime.ManagedRuntime<unknown, unknown>
+  let second: ReturnType<typeof PgClient.layer>
   let a: Host
   let b: Host
   beforeAll(async () => {
     const fresh = SqlTesting.freshPostgres(admin!)
     database = ManagedRuntime.make(fresh.layer) as never
     await database.runtime()
-    const second = PgClient.layer({ url: Redacted.make(fresh.url), maxConnections: 10 })
+    second = PgClient.layer({ url: Redacted.make(fresh.url), maxConnections: 10 })
     a = await startHost(second)
     b = await startHost(second)
   }, 60_000)
@@ -66,6 +68,20 @@ describe.skipIf(admin === undefined)("two runtime hosts on one Postgres", () => 
     for (const host of [a, b]) {
       const refused = await host.bearer("GET", "/internal/v1/runs/mh-rev/snapshot", token)
       expect(((await refused.json()) as any).error.details.reason).toBe("session_revoked")
+    }
+    // A host that starts after the revocation missed the broadcast; it refuses the session's
+    // sync tokens from the table at hello.
+    const late = await startHost(second)
+    try {
+      const lateSocket = await TestClient.connect(late.khalaUrl)
+      await lateSocket.hello(await TestServer.token("ivan", { oa_session_id: "sess_ivan_mh" }))
+      expect((await lateSocket.closed).reason).toContain("reauth_required")
+      const fresh = await TestClient.connect(late.khalaUrl)
+      await fresh.hello(await TestServer.token("ivan", { oa_session_id: "sess_ivan_other" }))
+      expect((await fresh.subscribe([Projection.runTopic("ivan")], "ok")).kind).toBe(FrameKind.SUBSCRIBED)
+      fresh.close()
+    } finally {
+      await late.dispose()
     }
   })
 
