@@ -186,6 +186,9 @@ const services = [
       OA_KHALA_PORT: String(ports.khala.port),
       DATA_DIR: dirs.runtime,
       OA_CONTROL_PUBLIC_URL: urls.control,
+      // Workers created with adapter "demo" (the dashboard's "start a demo worker") produce live
+      // events, driven by the runtime itself (runtime-core DemoWorker).
+      OA_RUNTIME_DEMO_WORKER: "true",
       ...runtimeKey(s),
       ...syncToken(s)
     }),
