@@ -15,8 +15,12 @@
 //   a message naming the service, the port and the variable that moves it.
 // - A service starts only once the services it calls answer their health check; a service that
 //   does not become ready in time, or exits, stops everything with the tail of its log.
-// - No restarts: a child that dies after start-up is reported and the rest are shut down (exit 1).
-//   A restart loop would hide the crash; the state is on disk, so running `npm start` again resumes.
+// - No automatic restarts: a child that dies after start-up is reported and the rest are shut down
+//   (exit 1). A restart loop would hide the crash; the state is on disk, so running `npm start`
+//   again resumes. A restart on request is supported: `POST /dev/restart/<service>` on the
+//   dashboard server (header `x-oa-dev: restart`) stops that one child and starts it again.
+// - The dashboard server (scripts/start-dashboard.mjs) serves examples/web-dashboard, the dev
+//   outbox page and the restart route, and proxies control, the runtime and Khala on one origin.
 // - Ctrl-C / SIGTERM: every child gets SIGTERM, then SIGKILL after the grace period; exit 0.
 /* global fetch, AbortSignal */
 import { spawn } from "node:child_process"
@@ -28,6 +32,7 @@ import { createInterface } from "node:readline"
 import { clearTimeout, setTimeout } from "node:timers"
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
+import { buildDashboard, startDashboard } from "./start-dashboard.mjs"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 const env = process.env
@@ -58,7 +63,8 @@ const ports = {
   lndGateway: port("OA_START_LND_GATEWAY_PORT", 8082),
   gateway: port("OA_START_GATEWAY_PORT", 8081),
   walletExecutor: port("OA_START_WALLET_EXECUTOR_PORT", 8788),
-  lightningOps: port("OA_START_LIGHTNING_OPS_PORT", 8790)
+  lightningOps: port("OA_START_LIGHTNING_OPS_PORT", 8790),
+  dashboard: port("OA_START_DASHBOARD_PORT", 4300)
 }
 const dataDir = resolve(env["OA_START_DATA_DIR"] || join(root, ".data"))
 const readyTimeoutMs = integer("OA_START_READY_TIMEOUT_MS", 120_000, 1_000, 3_600_000)
@@ -75,7 +81,8 @@ const urls = {
   lndGateway: local(ports.lndGateway),
   gateway: local(ports.gateway),
   walletExecutor: local(ports.walletExecutor),
-  lightningOps: local(ports.lightningOps)
+  lightningOps: local(ports.lightningOps),
+  dashboard: local(ports.dashboard)
 }
 const dirs = {
   control: join(dataDir, "control"),
@@ -186,6 +193,9 @@ const services = [
       OA_KHALA_PORT: String(ports.khala.port),
       DATA_DIR: dirs.runtime,
       OA_CONTROL_PUBLIC_URL: urls.control,
+      // Workers created with adapter "demo" (the dashboard's "start a demo worker") produce live
+      // events, driven by the runtime itself (runtime-core DemoWorker).
+      OA_RUNTIME_DEMO_WORKER: "true",
       ...runtimeKey(s),
       ...syncToken(s)
     }),
@@ -266,6 +276,7 @@ const portFree = (p) =>
 
 const children = new Map()
 let stopping = false
+let dashboardServer
 
 const launch = (service, index, secrets) => {
   const main = service.main ?? join(root, `hosts/${service.name}/src/main.ts`)
@@ -295,10 +306,10 @@ const launch = (service, index, secrets) => {
   createInterface({ input: child.stdout }).on("line", onLine)
   createInterface({ input: child.stderr }).on("line", onLine)
   const exited = new Promise((done) => child.once("exit", (code, signal) => done({ code, signal })))
-  const entry = { service, child, tail, exited }
+  const entry = { service, index, child, tail, exited, restarting: undefined }
   children.set(service.name, entry)
   exited.then(({ code, signal }) => {
-    if (stopping) return
+    if (stopping || entry.restarting !== undefined) return
     shutdown(1, `${service.name} exited unexpectedly (${signal ?? `code ${code}`}); stopping the others.\n${tailOf(entry)}`)
   })
   return entry
@@ -329,23 +340,51 @@ const waitReady = async (entry) => {
   }
 }
 
+/** Stop one child (SIGTERM, SIGKILL after the grace period) and wait for its exit. */
+const stopChild = async (entry) => {
+  const { child, exited } = entry
+  if (child.exitCode !== null || child.signalCode !== null) return
+  child.kill("SIGTERM")
+  const timer = setTimeout(() => {
+    say(`${entry.service.name} did not stop within ${graceMs / 1000} s: SIGKILL`)
+    child.kill("SIGKILL")
+  }, graceMs)
+  await exited
+  clearTimeout(timer)
+}
+
+/**
+ * Restart one service on request (the dashboard server's POST /dev/restart/<service>): stop it,
+ * start it again with the same settings, resolve once it is ready. Concurrent requests for the
+ * same service share one restart. The services that call it see it go away and come back, as in
+ * a deployment; a restarted child that then fails to start stops everything as at start-up.
+ */
+const restartService = (name, secrets) => {
+  const entry = children.get(name)
+  if (stopping) return Promise.reject(new Error("npm start is stopping"))
+  if (entry === undefined) return Promise.reject(new Error(`no service named ${name} (services: ${[...children.keys()].join(", ")})`))
+  if (entry.restarting !== undefined) return entry.restarting
+  entry.restarting = (async () => {
+    say(`restarting ${name} (requested)`)
+    await stopChild(entry)
+    if (stopping) throw new Error("npm start is stopping")
+    const next = launch(entry.service, entry.index, secrets)
+    await waitReady(next)
+    if (stopping) throw new Error(`${name} did not come back`)
+    say(paint(32, `${name} is ready again`))
+  })()
+  return entry.restarting
+}
+
 let shuttingDown
 const shutdown = (exitCode, message) => {
   if (shuttingDown !== undefined) return shuttingDown
   stopping = true
   if (message !== undefined) console.error(`${paint(31, "npm start".padEnd(width))}| ${message}`)
   say(`stopping ${[...children.keys()].join(", ") || "nothing"} (SIGTERM, SIGKILL after ${graceMs / 1000} s)`)
-  shuttingDown = Promise.all([...children.values()].map(async (entry) => {
-    const { child, exited } = entry
-    if (child.exitCode !== null || child.signalCode !== null) return
-    child.kill("SIGTERM")
-    const timer = setTimeout(() => {
-      say(`${entry.service.name} did not stop within ${graceMs / 1000} s: SIGKILL`)
-      child.kill("SIGKILL")
-    }, graceMs)
-    await exited
-    clearTimeout(timer)
-  })).then(() => {
+  dashboardServer?.closeAllConnections?.()
+  dashboardServer?.close()
+  shuttingDown = Promise.all([...children.values()].map(stopChild)).then(() => {
     say(exitCode === 0 ? "stopped" : "stopped (after a failure)")
     process.exit(exitCode)
   })
@@ -357,8 +396,11 @@ const summary = (list) => {
     "",
     paint(1, "The system is up."),
     "",
+    paint(1, `  Dashboard: ${urls.dashboard}/`) + `  (sign in there; sign-in codes also at ${urls.dashboard}/dev/outbox)`,
+    "",
     ...list.map((s) => `  ${s.name.padEnd(16)} ${s.describe}`),
     "",
+    `  restart one service: curl -X POST -H 'x-oa-dev: restart' ${urls.dashboard}/dev/restart/<service>`,
     `  state          ${dataDir} (one directory per plane; delete it to start from scratch)`,
     `  dev secrets    ${secretsFile}`,
     "",
@@ -394,7 +436,7 @@ const main = async () => {
 
   // Every port, before anything is written or started.
   const taken = []
-  for (const s of services.filter(isPlanned)) {
+  for (const s of [...services.filter(isPlanned), { name: "dashboard", ports: [ports.dashboard] }]) {
     for (const p of s.ports) {
       const free = await portFree(p.port)
       if (free !== true) taken.push(`  ${s.name}: 127.0.0.1:${p.port} is ${free === "EADDRINUSE" ? "already in use" : `unavailable (${free})`} — set ${p.name} to another port`)
@@ -404,6 +446,9 @@ const main = async () => {
 
   const secrets = loadSecrets()
   const planned = services.filter(isPlanned)
+  // Bundled while the services start; a build error is reported and shown on the page.
+  const assets = buildDashboard(root)
+  assets.catch((error) => say(paint(31, `the dashboard could not be built: ${error?.message ?? error}`)))
   for (const sig of ["SIGINT", "SIGTERM"]) {
     process.on(sig, () => {
       if (shuttingDown !== undefined) {
@@ -429,6 +474,15 @@ const main = async () => {
   planned.forEach((s, i) => readyOf.set(s.name, startOne(s, i)))
   await Promise.all(readyOf.values())
   if (stopping) return
+  dashboardServer = await startDashboard({
+    port: ports.dashboard.port,
+    controlPort: ports.control.port,
+    runtimePort: ports.runtime.port,
+    khalaPort: ports.khala.port,
+    outboxFile,
+    assets,
+    restart: (name) => restartService(name, secrets)
+  })
   summary(planned.map((s) => ({ name: s.name, describe: describe[s.name] })))
 }
 

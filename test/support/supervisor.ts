@@ -30,7 +30,8 @@ const portNames = [
   "OA_START_LND_GATEWAY_PORT",
   "OA_START_GATEWAY_PORT",
   "OA_START_WALLET_EXECUTOR_PORT",
-  "OA_START_LIGHTNING_OPS_PORT"
+  "OA_START_LIGHTNING_OPS_PORT",
+  "OA_START_DASHBOARD_PORT"
 ] as const
 export type Ports = Record<(typeof portNames)[number], number>
 

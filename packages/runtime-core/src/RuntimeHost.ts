@@ -5,8 +5,9 @@
 //
 // What runs: the runtime API (RuntimeServer: runs, workers, SSE, revocation, the Khala snapshot
 // endpoint, /openapi.json) plus /healthz and /metrics on the HTTP port; the Khala WebSocket
-// server (uWebSockets.js by default) on its own port; Khala's retention job; and the pruning of
-// expired revocations. Wake-ups and revocations travel through Postgres LISTEN/NOTIFY (PGlite's
+// server (uWebSockets.js by default) on its own port; Khala's retention job; the pruning of
+// expired revocations; and, with OA_RUNTIME_DEMO_WORKER (development), the demo worker adapter
+// (DemoWorker.ts). Wake-ups and revocations travel through Postgres LISTEN/NOTIFY (PGlite's
 // in-process notify when embedded), so several runtime hosts can share one Postgres.
 //
 // Shutdown (SIGINT/SIGTERM, through the host's runMain): the scopes close in reverse order —
@@ -52,6 +53,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import type { JSONWebKeySet } from "jose"
 import * as Auth from "./Auth.js"
+import * as DemoWorker from "./DemoWorker.js"
 import { migrate } from "./migrations.js"
 import * as Owners from "./Owners.js"
 import * as Runs from "./Runs.js"
@@ -74,6 +76,8 @@ export interface RuntimeHostConfig {
   readonly internalKeys: ReadonlyArray<InternalSignature.Key>
   readonly sync: SyncToken.VerifierOptions
   readonly retentionIntervalMs: number
+  /** Drive workers created with adapter "demo" (development; DemoWorker.ts); undefined: off. */
+  readonly demoWorker?: DemoWorker.Options | undefined
 }
 
 const invalid = (path: string, message: string) => ConfigError.InvalidData([path], message)
@@ -147,13 +151,22 @@ export const loadConfig: Effect.Effect<RuntimeHostConfig, ConfigError.ConfigErro
     retentionIntervalMs: yield* Config.integer("OA_KHALA_RETENTION_INTERVAL_MS").pipe(
       Config.withDefault(60_000),
       Config.validate({ message: "OA_KHALA_RETENTION_INTERVAL_MS must be between 1000 and 86400000", validation: (n) => n >= 1000 && n <= 86_400_000 })
-    )
+    ),
+    demoWorker: (yield* Config.boolean("OA_RUNTIME_DEMO_WORKER").pipe(Config.withDefault(false)))
+      ? {
+        intervalMs: yield* Config.integer("OA_RUNTIME_DEMO_WORKER_INTERVAL_MS").pipe(
+          Config.withDefault(1_000),
+          Config.validate({ message: "OA_RUNTIME_DEMO_WORKER_INTERVAL_MS must be between 100 and 60000", validation: (n) => n >= 100 && n <= 60_000 })
+        )
+      }
+      : undefined
   }
 })
 
 const warnings = (c: RuntimeHostConfig) =>
   Effect.gen(function*() {
     if (c.controlUrl === undefined) yield* Effect.logWarning("auth: OA_CONTROL_PUBLIC_URL is unset; bearer access tokens are refused (only signed internal calls are served)")
+    if (c.demoWorker !== undefined) yield* Effect.logWarning(`OA_RUNTIME_DEMO_WORKER is on: the runtime itself appends events to every running worker with adapter "${DemoWorker.ADAPTER}" (development only)`)
     if (c.internalKeys.length === 0) yield* Effect.logWarning("auth: OA_RUNTIME_SIGNING_KEY is unset; signed internal calls (control's proxy, session revocation) are refused")
   })
 
@@ -242,7 +255,8 @@ export const layer = (
       }))
   )
   const http = HttpLayerRouter.serve(Layer.mergeAll(RuntimeServer.routes(), operationalRoutes), { disableLogger: options.disableHttpLogger ?? false })
-  return Layer.mergeAll(http, khalaServer, jobs(c)).pipe(
+  const demo = c.demoWorker === undefined ? Layer.empty : DemoWorker.layer(c.demoWorker)
+  return Layer.mergeAll(http, khalaServer, jobs(c), demo).pipe(
     Layer.provideMerge(services(c)),
     Layer.tap(() => warnings(c))
   )

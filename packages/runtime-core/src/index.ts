@@ -2,6 +2,7 @@
 // projected into Khala in the same transaction.
 export * as Api from "./Api.js"
 export * as Auth from "./Auth.js"
+export * as DemoWorker from "./DemoWorker.js"
 export * as Errors from "./Errors.js"
 export * as HashChain from "./HashChain.js"
 export * as Migrations from "./migrations.js"
