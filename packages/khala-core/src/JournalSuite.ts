@@ -219,6 +219,15 @@ export const run = <E>(name: string, storage: Layer.Layer<KhalaStorage, E>, opti
           expect(clamped.events.length).toBe(20)
           const empty = yield* journal.read(topic, 30n)
           expect(empty).toMatchObject({ events: [], head: 30n, next: 30n, complete: true })
+          // readMany cuts each topic as read does.
+          const other = freshTopic("suite.events")
+          yield* journal.append(other, docs(3))
+          const many = yield* journal.readMany([{ topic, after: 0n }, { topic: other, after: 0n }, { topic: freshTopic("suite.events"), after: 0n }], { maxBytes: 250_000 })
+          expect(many.get(topic)).toEqual(bytes)
+          expect(many.get(other)).toEqual(yield* journal.read(other, 0n, { maxBytes: 250_000 }))
+          const manyOne = yield* journal.readMany([{ topic, after: 5n }, { topic: other, after: 1n }], { maxBytes: 10 })
+          expect((manyOne.get(topic) as Journal.ReadResult).events.map((e) => e.watermark)).toEqual([6n])
+          expect((manyOne.get(other) as Journal.ReadResult).events.map((e) => e.watermark)).toEqual([2n])
         }))
 
       it.effect("applies the upstream stale vector: rows 1 (2 h old) and 2 (60 s old), horizon 3600 s; resume 0 is stale with floor 1", () =>
