@@ -4,7 +4,9 @@
 //
 // - append: a CTE allocates n watermarks on the topic's sequence row (INSERT … ON CONFLICT DO
 //   UPDATE … RETURNING, which locks that row until the enclosing transaction commits) and inserts
-//   the n journal rows. Run inside the caller's transaction it commits or rolls back with it.
+//   the n journal rows. Run inside the caller's transaction it commits or rolls back with it;
+//   outside one, appends to a topic that arrive while one is in flight are sent together as the
+//   next statement (appendGroups.ts: one commit instead of one each, queued on the row lock).
 // - publish: the same, preceded by the read-model upsert (guarded so a doc_version never
 //   regresses); only accepted documents are journaled. Documents are upserted in doc_key order so
 //   that concurrent publishers lock rows in one global order (docs, then the sequence row).
@@ -31,8 +33,9 @@ import * as ReadModels from "../ReadModels.js"
 import * as Retention from "../Retention.js"
 import * as Snapshot from "../Snapshot.js"
 import type { Position } from "../Staleness.js"
-import type { Checkpoint, JournalEvent, KhalaStorageService, PreparedEntry, StoredDocument, StoredRead } from "../Storage.js"
+import type { Checkpoint, JournalEvent, KhalaStorageService, PreparedEntry, PublishResult, StoredDocument, StoredRead } from "../Storage.js"
 import { KhalaStorage, UPDATE_OVERHEAD_BYTES } from "../Storage.js"
+import * as AppendGroups from "./appendGroups.js"
 import { MIGRATIONS_TABLE, migrations } from "./migrations.js"
 
 export { migrations, MIGRATIONS_TABLE } from "./migrations.js"
@@ -198,12 +201,22 @@ export const make: Effect.Effect<KhalaStorageService, SqlError, SqlClient.SqlCli
     )
   }
 
+  // Outside a caller's transaction, concurrent appends to one topic share a statement and a
+  // commit (appendGroups.ts); inside one, they must run in that transaction, as they come.
+  const grouped = AppendGroups.make(append)
+  const inTransaction = Effect.map(Effect.serviceOption(SqlClient.TransactionConnection), (o) => o._tag === "Some")
+  const appendAny = (topic: string, entries: ReadonlyArray<PreparedEntry>) =>
+    Effect.flatMap(inTransaction, (inside) => (inside ? append(topic, entries) : grouped(topic, entries)))
+
   const service: KhalaStorageService = {
     epoch: meta.epoch,
-    append: (topic, entries) => append(topic.topic, entries).pipe(Effect.mapError(storageError("append"))),
+    append: (topic, entries) => appendAny(topic.topic, entries).pipe(Effect.mapError(storageError("append"))),
     publish: (topic, entries) => {
       const table = topic.topicClass.readModelTable
-      return (table === undefined ? Effect.map(append(topic.topic, entries), (events) => ({ events, skipped: [] })) : publish(topic.topic, table, entries))
+      const written: Effect.Effect<PublishResult, SqlError> = table === undefined
+        ? Effect.map(appendAny(topic.topic, entries), (events) => ({ events, skipped: [] }))
+        : publish(topic.topic, table, entries)
+      return written
         .pipe(Effect.mapError(storageError("publish")))
     },
     read: (topic, after, maxRows, maxBytes) =>
@@ -348,7 +361,7 @@ export const make: Effect.Effect<KhalaStorageService, SqlError, SqlClient.SqlCli
         Effect.map((rows) => rows.map(toCheckpoint)),
         Effect.mapError(storageError("list checkpoints"))
       ),
-    inTransaction: Effect.map(Effect.serviceOption(SqlClient.TransactionConnection), (o) => o._tag === "Some"),
+    inTransaction,
     // Nested inside a caller's transaction this is a savepoint, so a failed block is undone
     // without aborting the caller.
     transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
