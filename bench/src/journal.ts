@@ -440,6 +440,8 @@ const replayDiagnostics = (topic: string, events: number, passes: number) =>
     const marker = 7n
     const [text, params] = yield* captureRead(topic, marker)
     const at = params.findIndex((p) => String(p) === marker.toString())
+    // The statement bounds each batch at after + maxRows (watermarks are dense): move that bound too.
+    const upto = params.findIndex((p) => String(p) === (marker + BigInt(MAX_ROWS)).toString())
     const loop = (query: (cursor: string) => Effect.Effect<ReadonlyArray<{ watermark: string }>, any>) =>
       Effect.gen(function*() {
         let cursor = "0"
@@ -456,7 +458,8 @@ const replayDiagnostics = (topic: string, events: number, passes: number) =>
       })
     const cases: Array<[string, (cursor: string) => Effect.Effect<ReadonlyArray<{ watermark: string }>, any>]> = []
     if (at >= 0) {
-      cases.push(["read statement via SqlClient (no Journal layer)", (cursor) => sql.unsafe<{ watermark: string }>(text, params.map((p, i) => (i === at ? cursor : p)))])
+      cases.push(["read statement via SqlClient (no Journal layer)", (cursor) =>
+        sql.unsafe<{ watermark: string }>(text, params.map((p, i) => (i === at ? cursor : i === upto ? (BigInt(cursor) + BigInt(MAX_ROWS)).toString() : p)))])
     }
     cases.push([
       "plain ordered SELECT, same columns",

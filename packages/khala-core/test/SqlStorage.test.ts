@@ -49,6 +49,28 @@ for (const engine of SqlTesting.engines()) {
           expect(yield* SqlStorage.migrate).toEqual([])
         }))
 
+      it.effect("sends concurrent appends to one topic outside a transaction together: fewer transactions, each caller its own events", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const journal = yield* Journal.Journal
+          const topic = JournalSuite.freshTopic("suite.events")
+          const results = yield* Effect.forEach(
+            Array.from({ length: 16 }, (_, w) => w),
+            (w) => journal.append(topic, [{ docKey: `w${w}:a`, docVersion: 1, payload: { w } }, { docKey: `w${w}:b`, docVersion: 1, payload: { w } }]),
+            { concurrency: "unbounded" }
+          )
+          results.forEach((events, w) => {
+            expect(events.map((e) => e.docKey)).toEqual([`w${w}:a`, `w${w}:b`])
+            expect(events[1]!.watermark).toBe(events[0]!.watermark + 1n)
+          })
+          expect(results.flat().map((e) => e.watermark).sort((a, b) => (a < b ? -1 : 1))).toEqual(Array.from({ length: 32 }, (_, i) => BigInt(i + 1)))
+          // The first append goes out alone; the others arrive while it is in flight and share
+          // the next transaction (rows of one transaction share xmin). Usually that is 2
+          // transactions; a scheduler yield between the forks can split the queue once more.
+          const transactions = yield* sql<{ n: string }>`SELECT count(DISTINCT xmin::text) AS n FROM runtime.sync_stream_events WHERE topic = ${topic}`
+          expect(Number(transactions[0]!.n)).toBeLessThanOrEqual(4)
+        }))
+
       if (engine.concurrent) {
         it.effect("makes watermarks visible in commit order: a later writer waits for the earlier one's commit", () =>
           Effect.gen(function*() {

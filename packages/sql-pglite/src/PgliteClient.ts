@@ -2,9 +2,10 @@
 // migrations and queries run on PGlite and on @effect/sql-pg.
 //
 // PGlite is one Postgres backend: one connection, one transaction at a time. Every statement
-// takes a permit of a one-slot semaphore, and a transaction holds that permit from BEGIN to
+// takes the permit of a one-slot lock, and a transaction holds that permit from BEGIN to
 // COMMIT/ROLLBACK; without it, a statement of another fiber would run inside someone else's
-// transaction. The consequence is that PGlite can never exhibit a lock conflict or a lost
+// transaction. The lock is FIFO (internal/fairLock.ts), so a fiber issuing statements in a loop
+// cannot starve the others. The consequence is that PGlite can never exhibit a lock conflict or a lost
 // update: concurrency and locking behaviour must be tested against real Postgres.
 //
 // Types are returned as node-pg returns them, so code written against one engine reads the
@@ -25,6 +26,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { makeCompiler, PgliteJson } from "./internal/compiler.js"
+import * as FairLock from "./internal/fairLock.js"
 
 export const TypeId: unique symbol = Symbol.for("@openagents/sql-pglite/PgliteClient")
 export type TypeId = typeof TypeId
@@ -104,14 +106,14 @@ export const make = (config: PgliteClientConfig = {}): Effect.Effect<PgliteClien
       executeStream: (sql, params, transform) => Stream.fromIterableEffect(connection.execute(sql, params, transform))
     }
 
-    const permit = yield* Effect.makeSemaphore(1)
+    const permit = yield* FairLock.make
     const acquirer = Effect.uninterruptibleMask((restore) =>
-      restore(permit.take(1)).pipe(
-        Effect.zipRight(Effect.addFinalizer(() => permit.release(1))),
+      restore(permit.take).pipe(
+        Effect.zipRight(Effect.addFinalizer(() => permit.release)),
         Effect.as(connection)
       )
     )
-    const exclusive = <A, E>(effect: Effect.Effect<A, E>) => permit.withPermits(1)(effect)
+    const exclusive = <A, E>(effect: Effect.Effect<A, E>) => permit.withPermit(effect)
 
     const client = yield* Client.make({
       acquirer,

@@ -4,12 +4,22 @@
 //
 // - append: a CTE allocates n watermarks on the topic's sequence row (INSERT … ON CONFLICT DO
 //   UPDATE … RETURNING, which locks that row until the enclosing transaction commits) and inserts
-//   the n journal rows. Run inside the caller's transaction it commits or rolls back with it.
+//   the n journal rows. Run inside the caller's transaction it commits or rolls back with it;
+//   outside one, appends to a topic that arrive while one is in flight are sent together as the
+//   next statement (appendGroups.ts: one commit instead of one each, queued on the row lock).
 // - publish: the same, preceded by the read-model upsert (guarded so a doc_version never
 //   regresses); only accepted documents are journaled. Documents are upserted in doc_key order so
 //   that concurrent publishers lock rows in one global order (docs, then the sequence row).
-// - read: head, floor and at most maxRows rows after the cursor, cut at maxBytes, from one
-//   snapshot; the byte cut is computed in SQL so an oversized batch is never fetched.
+// - read: at most maxRows rows after the cursor, cut at maxBytes, and one more row with the
+//   topic's head and floor (UNION ALL), from one statement and so one snapshot. The byte cut is a
+//   running sum in SQL, so an oversized batch is never fetched. Watermarks are dense, so the next
+//   maxRows events are exactly (after, after + maxRows]: that upper bound keeps each batch's scan
+//   to maxRows rows whatever plan the planner picks (without statistics it would bitmap-scan
+//   every later event of the topic). The shape is kept plain — one index range scan feeding one
+//   window sum, no joins, no outer sort — because node-pg sends unnamed statements and every
+//   call is planned again. readMany does the same for several topics in one statement.
+// - Events come back with inserted_at as epoch milliseconds: a Date from a number costs far less
+//   than parsing timestamptz text for every row.
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Migrator from "@effect/sql/Migrator"
@@ -23,8 +33,9 @@ import * as ReadModels from "../ReadModels.js"
 import * as Retention from "../Retention.js"
 import * as Snapshot from "../Snapshot.js"
 import type { Position } from "../Staleness.js"
-import type { Checkpoint, JournalEvent, KhalaStorageService, PreparedEntry, StoredDocument } from "../Storage.js"
+import type { Checkpoint, JournalEvent, KhalaStorageService, PreparedEntry, PublishResult, StoredDocument, StoredRead } from "../Storage.js"
 import { KhalaStorage, UPDATE_OVERHEAD_BYTES } from "../Storage.js"
+import * as AppendGroups from "./appendGroups.js"
 import { MIGRATIONS_TABLE, migrations } from "./migrations.js"
 
 export { migrations, MIGRATIONS_TABLE } from "./migrations.js"
@@ -41,8 +52,21 @@ interface EventRow {
   readonly payload: string | null
   readonly payload_hash: Uint8Array | null
   readonly payload_bytes: number
-  readonly inserted_at: Date
+  /** inserted_at in whole epoch milliseconds (int8 as text): a Date from a number is far cheaper than parsing timestamptz text. */
+  readonly inserted_ms: string
 }
+
+/** A read's rows: the events, and one row with watermark NULL carrying the topic's head and floor (absent for an unknown topic). */
+interface ReadRow extends Omit<EventRow, "watermark"> {
+  readonly watermark: string | null
+  readonly head: string | null
+  readonly floor: string | null
+}
+
+/** The event columns every statement returns, as EventRow names them. */
+const EVENT_COLUMNS = "watermark, doc_key, doc_version, payload, payload_hash, payload_bytes, floor(extract(epoch FROM inserted_at) * 1000)::int8 AS inserted_ms"
+/** now() — the transaction start, which inserted_at defaults to — in the same form. */
+const NOW_MS = "floor(extract(epoch FROM now()) * 1000)::int8"
 
 interface DocumentRow {
   readonly doc_key: string
@@ -54,17 +78,54 @@ interface DocumentRow {
 
 const textEncoder = new TextEncoder()
 
-const toEvent = (topic: string, row: EventRow): JournalEvent => ({
+const toEvent = (topic: string, row: Omit<EventRow, "watermark"> & { readonly watermark: string | null }): JournalEvent => ({
   topic,
-  watermark: BigInt(row.watermark),
+  watermark: BigInt(row.watermark!),
   docKey: row.doc_key,
   docVersion: BigInt(row.doc_version),
   payload: row.payload,
   payloadUtf8: row.payload === null ? undefined : textEncoder.encode(row.payload),
   payloadHash: row.payload_hash,
-  payloadBytes: Number(row.payload_bytes),
-  insertedAt: row.inserted_at
+  payloadBytes: row.payload_bytes,
+  insertedAt: new Date(Number(row.inserted_ms))
 })
+
+/** The event an entry became, once the database gave it a watermark and a time. */
+const fromEntry = (topic: string, watermark: bigint, e: PreparedEntry, insertedAt: Date): JournalEvent => ({
+  topic,
+  watermark,
+  docKey: e.docKey,
+  docVersion: e.docVersion,
+  payload: e.payload,
+  payloadUtf8: e.payload === null ? undefined : textEncoder.encode(e.payload),
+  payloadHash: e.payloadHash,
+  payloadBytes: e.payloadBytes,
+  insertedAt
+})
+
+/** Events in watermark order. The statements return them in that order; checking is one pass, sorting only if not. */
+const ascending = (events: Array<JournalEvent>) => {
+  for (let i = 1; i < events.length; i++) {
+    if (events[i - 1]!.watermark > events[i]!.watermark) return events.sort((a, b) => (a.watermark < b.watermark ? -1 : 1))
+  }
+  return events
+}
+
+const EMPTY_READ: StoredRead = { head: 0n, floor: 0n, events: [] }
+
+/** A read's rows (events and the head/floor row, in any order) as a StoredRead. */
+const toRead = (topic: string, rows: ReadonlyArray<ReadRow>): StoredRead => {
+  let head = 0n
+  let floor = 0n
+  const events: Array<JournalEvent> = []
+  for (const row of rows) {
+    if (row.watermark === null) {
+      head = BigInt(row.head!)
+      floor = BigInt(row.floor!)
+    } else events.push(toEvent(topic, row))
+  }
+  return { head, floor, events: ascending(events) }
+}
 
 // Stored documents are re-serialised to canonical JSON from jsonb, so a document reads back
 // byte-identical to what was published (and a tampered row no longer matches its hash).
@@ -76,6 +137,9 @@ const toDocument = (topic: string, row: DocumentRow): StoredDocument => ({
   payloadHash: row.payload_hash ?? new Uint8Array(),
   updatedAt: row.updated_at
 })
+
+/** What an event costs against a read's byte cap (Storage.ts: payload + doc key + framing). */
+const SIZE = `(payload_bytes + octet_length(doc_key) + ${UPDATE_OVERHEAD_BYTES})`
 
 const MAX_INT8 = 9223372036854775807n
 const upperBound = (after: bigint, maxRows: number) => {
@@ -98,26 +162,35 @@ export const make: Effect.Effect<KhalaStorageService, SqlError, SqlClient.SqlCli
   if (meta === undefined) return yield* Effect.dieMessage("runtime.sync_journal_meta is empty: run the Khala migrations")
   const readModel = (table: string) => sql(`runtime.${table}`)
 
+  // Append and publish return only what the database decides — the watermarks and the
+  // transaction's time (inserted_at defaults to now(), the transaction start) — and build the
+  // events from the entries they already hold, instead of reading every payload and hash back.
   const append = (topic: string, entries: ReadonlyArray<PreparedEntry>) => {
     const c = columns(entries)
-    return sql<EventRow>`
+    return sql<{ head: string; inserted_ms: string }>`
       WITH seq AS (
         INSERT INTO runtime.sync_topic_sequences AS s (topic, next_watermark) VALUES (${topic}, ${entries.length})
         ON CONFLICT (topic) DO UPDATE SET next_watermark = s.next_watermark + EXCLUDED.next_watermark, updated_at = now()
         RETURNING next_watermark
+      ),
+      journaled AS (
+        INSERT INTO runtime.sync_stream_events (topic, watermark, doc_key, doc_version, payload, payload_hash, payload_bytes)
+        SELECT ${topic}, seq.next_watermark - ${entries.length} + e.ord, e.doc_key, e.doc_version, e.payload, decode(e.hash_hex, 'hex'), e.payload_bytes
+        FROM seq, unnest(${c.keys}::text[], ${c.versions}::bigint[], ${c.payloads}::text[], ${c.hashes}::text[], ${c.bytes}::int[])
+          WITH ORDINALITY AS e(doc_key, doc_version, payload, hash_hex, payload_bytes, ord)
       )
-      INSERT INTO runtime.sync_stream_events (topic, watermark, doc_key, doc_version, payload, payload_hash, payload_bytes)
-      SELECT ${topic}, seq.next_watermark - ${entries.length} + e.ord, e.doc_key, e.doc_version, e.payload, decode(e.hash_hex, 'hex'), e.payload_bytes
-      FROM seq, unnest(${c.keys}::text[], ${c.versions}::bigint[], ${c.payloads}::text[], ${c.hashes}::text[], ${c.bytes}::int[])
-        WITH ORDINALITY AS e(doc_key, doc_version, payload, hash_hex, payload_bytes, ord)
-      RETURNING watermark, doc_key, doc_version, payload, payload_hash, payload_bytes, inserted_at`.pipe(
-      Effect.map((rows) => rows.map((r) => toEvent(topic, r)).sort((a, b) => (a.watermark < b.watermark ? -1 : 1)))
+      SELECT next_watermark AS head, ${sql.literal(NOW_MS)} AS inserted_ms FROM seq`.pipe(
+      Effect.map(([row]) => {
+        const first = BigInt(row!.head) - BigInt(entries.length) + 1n
+        const insertedAt = new Date(Number(row!.inserted_ms))
+        return entries.map((e, i) => fromEntry(topic, first + BigInt(i), e, insertedAt))
+      })
     )
   }
 
   const publish = (topic: string, table: string, entries: ReadonlyArray<PreparedEntry>) => {
     const c = columns(entries)
-    return sql<EventRow>`
+    return sql<{ watermark: string; doc_key: string; inserted_ms: string }>`
       WITH input AS (
         SELECT * FROM unnest(${c.keys}::text[], ${c.versions}::bigint[], ${c.payloads}::text[], ${c.documents}::text[], ${c.hashes}::text[], ${c.bytes}::int[])
           WITH ORDINALITY AS e(doc_key, doc_version, payload, document, hash_hex, payload_bytes, ord)
@@ -143,56 +216,84 @@ export const make: Effect.Effect<KhalaStorageService, SqlError, SqlClient.SqlCli
       INSERT INTO runtime.sync_stream_events (topic, watermark, doc_key, doc_version, payload, payload_hash, payload_bytes)
       SELECT ${topic}, seq.next_watermark - a.total + a.n, a.doc_key, a.doc_version, a.payload, decode(a.hash_hex, 'hex'), a.payload_bytes
       FROM seq, accepted a
-      RETURNING watermark, doc_key, doc_version, payload, payload_hash, payload_bytes, inserted_at`.pipe(
+      RETURNING watermark, doc_key, ${sql.literal(NOW_MS)} AS inserted_ms`.pipe(
       Effect.map((rows) => {
-        const events = rows.map((r) => toEvent(topic, r)).sort((a, b) => (a.watermark < b.watermark ? -1 : 1))
+        // Doc keys are unique within a publish batch.
+        const byKey = new Map(entries.map((e) => [e.docKey, e]))
+        const events = ascending(rows.map((r) => fromEntry(topic, BigInt(r.watermark), byKey.get(r.doc_key)!, new Date(Number(r.inserted_ms)))))
         const written = new Set(events.map((e) => e.docKey))
         return { events, skipped: entries.filter((e) => !written.has(e.docKey)).map((e) => e.docKey) }
       })
     )
   }
 
+  // Outside a caller's transaction, concurrent appends to one topic share a statement and a
+  // commit (appendGroups.ts); inside one, they must run in that transaction, as they come.
+  const grouped = AppendGroups.make(append)
+  const inTransaction = Effect.map(Effect.serviceOption(SqlClient.TransactionConnection), (o) => o._tag === "Some")
+  const appendAny = (topic: string, entries: ReadonlyArray<PreparedEntry>) =>
+    Effect.flatMap(inTransaction, (inside) => (inside ? append(topic, entries) : grouped(topic, entries)))
+
   const service: KhalaStorageService = {
     epoch: meta.epoch,
-    append: (topic, entries) => append(topic.topic, entries).pipe(Effect.mapError(storageError("append"))),
+    append: (topic, entries) => appendAny(topic.topic, entries).pipe(Effect.mapError(storageError("append"))),
     publish: (topic, entries) => {
       const table = topic.topicClass.readModelTable
-      return (table === undefined ? Effect.map(append(topic.topic, entries), (events) => ({ events, skipped: [] })) : publish(topic.topic, table, entries))
+      const written: Effect.Effect<PublishResult, SqlError> = table === undefined
+        ? Effect.map(appendAny(topic.topic, entries), (events) => ({ events, skipped: [] }))
+        : publish(topic.topic, table, entries)
+      return written
         .pipe(Effect.mapError(storageError("publish")))
     },
     read: (topic, after, maxRows, maxBytes) =>
-      sql<EventRow & { head: string | null; floor: string | null; watermark: string | null }>`
-        SELECT s.next_watermark AS head, s.retention_floor AS floor,
-               e.watermark, e.doc_key, e.doc_version, e.payload, e.payload_hash, e.payload_bytes, e.inserted_at
-        FROM (SELECT ${topic}::varchar AS topic) t
-        LEFT JOIN runtime.sync_topic_sequences s ON s.topic = t.topic
-        LEFT JOIN LATERAL (
-          SELECT x.*,
-                 sum(x.payload_bytes + octet_length(x.doc_key) + ${UPDATE_OVERHEAD_BYTES}) OVER (ORDER BY x.watermark) AS running,
-                 row_number() OVER (ORDER BY x.watermark) AS rn
-          FROM (
-            SELECT watermark, doc_key, doc_version, payload, payload_hash, payload_bytes, inserted_at
-            FROM runtime.sync_stream_events
-            -- Watermarks are dense, so the next maxRows events are exactly (after, after + maxRows]:
-            -- the upper bound keeps each batch's scan to maxRows rows whatever plan the planner
-            -- picks (without statistics it would bitmap-scan every later event of the topic).
-            WHERE topic = t.topic AND watermark > ${after.toString()}::bigint AND watermark <= ${upperBound(after, maxRows)}::bigint
-            ORDER BY watermark
-            LIMIT ${maxRows}
-          ) x
-        ) e ON true
-        WHERE e.rn IS NULL OR e.rn = 1 OR e.running <= ${maxBytes}
-        ORDER BY e.watermark`.pipe(
-        Effect.map((rows) => {
-          const first = rows[0]
-          return {
-            head: first?.head == null ? 0n : BigInt(first.head),
-            floor: first?.floor == null ? 0n : BigInt(first.floor),
-            events: rows.filter((r) => r.watermark !== null).map((r) => toEvent(topic, r))
-          }
-        }),
+      sql<ReadRow>`
+        SELECT x.watermark, x.doc_key, x.doc_version, x.payload, x.payload_hash, x.payload_bytes, x.inserted_ms, NULL::int8 AS head, NULL::int8 AS floor
+        FROM (
+          SELECT ${sql.literal(EVENT_COLUMNS)}, ${sql.literal(SIZE)} AS size, sum(${sql.literal(SIZE)}) OVER (ORDER BY watermark ROWS UNBOUNDED PRECEDING) AS running
+          FROM runtime.sync_stream_events
+          WHERE topic = ${topic} AND watermark > ${after.toString()}::bigint AND watermark <= ${upperBound(after, maxRows)}::bigint
+          ORDER BY watermark
+          LIMIT ${maxRows}
+        ) x
+        WHERE x.running <= ${maxBytes} OR x.running = x.size
+        UNION ALL
+        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, next_watermark, retention_floor FROM runtime.sync_topic_sequences WHERE topic = ${topic}`.pipe(
+        Effect.map((rows) => toRead(topic, rows)),
         Effect.mapError(storageError("read"))
       ),
+    readMany: (reads, maxRows, maxBytes) => {
+      if (reads.length === 0) return Effect.succeed(new Map())
+      const topics = reads.map((r) => r.topic)
+      return sql<ReadRow & { topic: string }>`
+        SELECT r.topic, x.watermark, x.doc_key, x.doc_version, x.payload, x.payload_hash, x.payload_bytes, x.inserted_ms, NULL::int8 AS head, NULL::int8 AS floor
+        FROM unnest(${topics}::text[], ${reads.map((r) => r.after.toString())}::bigint[], ${reads.map((r) => upperBound(r.after, maxRows))}::bigint[]) AS r(topic, after, upto)
+        CROSS JOIN LATERAL (
+          SELECT ${sql.literal(EVENT_COLUMNS)}, ${sql.literal(SIZE)} AS size, sum(${sql.literal(SIZE)}) OVER (ORDER BY watermark ROWS UNBOUNDED PRECEDING) AS running
+          FROM runtime.sync_stream_events e
+          WHERE e.topic = r.topic AND e.watermark > r.after AND e.watermark <= r.upto
+          ORDER BY e.watermark
+          LIMIT ${maxRows}
+        ) x
+        WHERE x.running <= ${maxBytes} OR x.running = x.size
+        UNION ALL
+        SELECT topic, NULL, NULL, NULL, NULL, NULL, NULL, NULL, next_watermark, retention_floor FROM runtime.sync_topic_sequences WHERE topic = ANY(${topics}::text[])`.pipe(
+        Effect.map((rows) => {
+          const byTopic = new Map<string, Array<ReadRow>>()
+          for (const row of rows) {
+            const list = byTopic.get(row.topic)
+            if (list === undefined) byTopic.set(row.topic, [row])
+            else list.push(row)
+          }
+          const out = new Map<string, StoredRead>()
+          for (const topic of topics) {
+            const list = byTopic.get(topic)
+            out.set(topic, list === undefined ? EMPTY_READ : toRead(topic, list))
+          }
+          return out
+        }),
+        Effect.mapError(storageError("read many"))
+      )
+    },
     positions: (topics) =>
       sql<{ topic: string; head: string; floor: string }>`
         SELECT topic, next_watermark AS head, retention_floor AS floor
@@ -286,7 +387,7 @@ export const make: Effect.Effect<KhalaStorageService, SqlError, SqlClient.SqlCli
         Effect.map((rows) => rows.map(toCheckpoint)),
         Effect.mapError(storageError("list checkpoints"))
       ),
-    inTransaction: Effect.map(Effect.serviceOption(SqlClient.TransactionConnection), (o) => o._tag === "Some"),
+    inTransaction,
     // Nested inside a caller's transaction this is a savepoint, so a failed block is undone
     // without aborting the caller.
     transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
