@@ -226,6 +226,7 @@ const services = [
       L402_GATEWAY_OPS_TOKEN: s.gatewayOpsToken,
       L402_GATEWAY_ROOT_SECRET: s.gatewayRootSecret,
       L402_GATEWAY_STATE_PATH: join(dataDir, "l402-gateway", "deployments.json"),
+      L402_GATEWAY_LEDGER_PATH: join(dataDir, "l402-gateway", "ledger.jsonl"),
       LND_REST_URL: urls.lndGateway,
       LND_MACAROON_PATH: join(dirs.lndSim, "gateway", "invoice.macaroon")
     }),

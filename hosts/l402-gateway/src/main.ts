@@ -1,7 +1,8 @@
 // l402-gateway: the reference L402 gateway (paid routes from the deployed route table, the /ops
 // API for lightning-ops, /healthz, /metrics). Invoices come from LND_REST_URL with an invoice
 // macaroon; token root keys derive from L402_GATEWAY_ROOT_SECRET. With L402_GATEWAY_STATE_PATH the
-// deployments are kept in that file and served again after a restart. Logic: @openagents/lightning.
+// deployments are kept in that file and served again after a restart; with L402_GATEWAY_LEDGER_PATH
+// the sales ledger is fsynced there entry by entry until lightning-ops acknowledges it. Logic: @openagents/lightning.
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as NodeContext from "@effect/platform-node/NodeContext"
@@ -32,6 +33,8 @@ const main = Layer.unwrapEffect(
     const tokenValiditySeconds = yield* Config.integer("L402_GATEWAY_TOKEN_VALIDITY_SECS").pipe(Config.withDefault(86_400))
     const statePath = yield* Config.option(Config.string("L402_GATEWAY_STATE_PATH"))
     const store = Option.isSome(statePath) ? { store: yield* Gateway.fileStore(statePath.value) } : {}
+    const ledgerPath = yield* Config.option(Config.string("L402_GATEWAY_LEDGER_PATH"))
+    const ledger = Option.isSome(ledgerPath) ? { ledgerStore: Gateway.fileLedger(ledgerPath.value) } : {}
     const lnd = yield* LndRest.loadSettings
     const lndClient = Option.match(lnd.tlsCertPath, {
       onNone: () => NodeHttpClient.layer,
@@ -42,7 +45,7 @@ const main = Layer.unwrapEffect(
       L402.derivedSecrets(Redacted.make(new TextEncoder().encode(Redacted.value(rootSecret)))),
       NodeHttpClient.layer
     )
-    const app = Layer.unwrapEffect(Effect.map(Gateway.make({ opsToken, tokenValiditySeconds, ...store }), (gateway) =>
+    const app = Layer.unwrapEffect(Effect.map(Gateway.make({ opsToken, tokenValiditySeconds, ...store, ...ledger }), (gateway) =>
       HttpServer.serve(HttpRouter.concat(
         HttpRouter.empty.pipe(
           HttpRouter.get("/healthz", Health.response({ service: "l402-gateway", version: "0.0.0" })),

@@ -54,7 +54,7 @@ describe("l402-gateway host", () => {
     expect(host.output()).toMatch(/L402_GATEWAY_ROOT_SECRET must be at least 32 characters/)
   })
 
-  it("with L402_GATEWAY_STATE_PATH, a restarted gateway serves its last deployment again without a redeploy; a tampered file is ignored", async () => {
+  it("with L402_GATEWAY_STATE_PATH and L402_GATEWAY_LEDGER_PATH, a restarted gateway serves its last deployment again and keeps its unacknowledged sales ledger; a tampered deployment file is ignored", async () => {
     const scope = Effect.runSync(Scope.make())
     scopes.push(scope)
     const { node, upstream, url } = await Effect.runPromise(Effect.gen(function*() {
@@ -63,7 +63,9 @@ describe("l402-gateway host", () => {
       const upstream = yield* serve(HttpRouter.empty.pipe(HttpRouter.all("*", Effect.succeed(HttpServerResponse.text("paid")))))
       return { node, upstream, url: yield* serve(LndSimulator.router(node)) }
     }).pipe(Scope.extend(scope)))
-    const statePath = join(mkdtempSync(join(tmpdir(), "l402-gateway-")), "state.json")
+    const stateDir = mkdtempSync(join(tmpdir(), "l402-gateway-"))
+    const statePath = join(stateDir, "state.json")
+    const ledgerPath = join(stateDir, "ledger", "ledger.jsonl")
     const ops = { authorization: "Bearer ops-token-0123456789abcdef" }
     const start = async () => {
       const port = await freePort()
@@ -72,6 +74,7 @@ describe("l402-gateway host", () => {
         L402_GATEWAY_OPS_TOKEN: "ops-token-0123456789abcdef",
         L402_GATEWAY_ROOT_SECRET: "root-secret-0123456789abcdef0123456789",
         L402_GATEWAY_STATE_PATH: statePath,
+        L402_GATEWAY_LEDGER_PATH: ledgerPath,
         LND_REST_URL: url,
         LND_MACAROON_HEX: node.macaroons.invoice
       })
@@ -98,7 +101,16 @@ describe("l402-gateway host", () => {
     const second = await start()
     expect(await (await fetch(`${second.base}/ops/deployment`, { headers: ops })).json()).toMatchObject({ deployment: { deploymentId: "dep_1", configHash: compiled.configHash } })
     expect((await fetch(`${second.base}/paid/x`)).status).toBe(402)
+    // The ledger survived the restart: the first run's invoice (seq 1), then this run's (seq 2);
+    // an acknowledgement is durable too.
+    const ledger = async (base: string) => ((await (await fetch(`${base}/ops/ledger`, { headers: ops })).json()) as { entries: Array<{ seq: number; invoice?: { status: string } }> }).entries
+    expect((await ledger(second.base)).map((e) => [e.seq, e.invoice?.status])).toEqual([[1, "open"], [2, "open"]])
+    const ack = await fetch(`${second.base}/ops/ledger/ack`, { method: "POST", headers: { ...ops, "content-type": "application/json" }, body: JSON.stringify({ through: 1 }) })
+    expect(ack.status).toBe(200)
     await second.host.kill()
+    const again = await start()
+    expect((await ledger(again.base)).map((e) => e.seq)).toEqual([2])
+    await again.host.kill()
 
     // A stored table that is not what its configHash names is never served.
     writeFileSync(statePath, readFileSync(statePath, "utf8").replace("/paid/", "/free/"))

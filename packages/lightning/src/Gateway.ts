@@ -24,14 +24,17 @@
 // the route's paywall and owner) and, the first time a credential for a payment hash is accepted,
 // a settlement (`set_<payment hash>`, proof = the preimage) that also settles its invoice. The ids
 // derive from the payment hash, so a replay names the same records and control dedupes it. The
-// journal is in memory and bounded (ledgerCapacity, oldest dropped with a warning); entries stay
-// until lightning-ops acknowledges them after control accepted them.
+// journal is bounded (ledgerCapacity, oldest dropped with a warning); entries stay until
+// lightning-ops acknowledges them after control accepted them. With a LedgerStore (fileLedger) an
+// entry is fsynced before it counts — before the 402 goes out, before the paid request is proxied —
+// so a crash loses no sale record; without one the journal is in memory only.
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { canonicalJson } from "@openagents/proto/canonical-json"
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs"
 import { dirname } from "node:path"
 import { sha256 } from "@noble/hashes/sha2"
 import * as FileSystem from "@effect/platform/FileSystem"
@@ -140,6 +143,97 @@ export const fileStore = (path: string): Effect.Effect<DeploymentStore, never, F
       }).pipe(Effect.mapError((e) => new Error(`writing ${path}: ${e.message}`)))
   }))
 
+/** Where the gateway keeps its unacknowledged ledger across restarts and crashes. */
+export interface LedgerStore {
+  /** The entries not yet acknowledged, in order, and the last seq ever used. */
+  readonly load: Effect.Effect<{ readonly seq: number; readonly entries: ReadonlyArray<LedgerEntry> }, Error>
+  /** Record an entry durably (it counts only once this succeeds). */
+  readonly append: (entry: LedgerEntry) => Effect.Effect<void, Error>
+  /** Record durably that the entries up to `through` were ingested. */
+  readonly ack: (through: number) => Effect.Effect<void, Error>
+}
+
+const decodeLedgerEntry = Schema.decodeUnknownSync(LedgerEntry)
+
+/**
+ * An append-only JSON-lines file: one fsynced line per entry (`{"entry": …}`) or acknowledgement
+ * (`{"ack": seq}`). A torn last line (a crash mid-write) is ignored on load; any other unreadable
+ * line fails the load. The file is rewritten (atomically) without acknowledged entries once it
+ * holds more acknowledged lines than live ones.
+ */
+export const fileLedger = (path: string): LedgerStore => {
+  let lines = 0
+  const appendLine = (line: string) => {
+    mkdirSync(dirname(path), { recursive: true })
+    const fd = openSync(path, "a")
+    try {
+      writeSync(fd, `${line}\n`)
+      fsyncSync(fd)
+    } finally {
+      closeSync(fd)
+    }
+    lines++
+  }
+  const read = () => {
+    if (!existsSync(path)) return { seq: 0, acked: 0, entries: [] as Array<LedgerEntry>, lines: 0 }
+    const text = readFileSync(path, "utf8")
+    const raw = text.split("\n")
+    if (raw.at(-1) === "") raw.pop()
+    let seq = 0
+    let acked = 0
+    const entries: Array<LedgerEntry> = []
+    raw.forEach((line, i) => {
+      let record: { entry?: unknown; ack?: unknown }
+      try {
+        record = JSON.parse(line)
+      } catch (error) {
+        if (i === raw.length - 1 && !text.endsWith("\n")) return // torn last write
+        throw new Error(`${path}:${i + 1} is not a ledger record: ${error instanceof Error ? error.message : String(error)}`)
+      }
+      if (typeof record.ack === "number") acked = Math.max(acked, record.ack)
+      else {
+        const entry = decodeLedgerEntry(record.entry)
+        seq = Math.max(seq, entry.seq)
+        entries.push(entry)
+      }
+    })
+    return { seq: Math.max(seq, acked), acked, entries: entries.filter((e) => e.seq > acked), lines: raw.length }
+  }
+  return {
+    load: Effect.try({
+      try: () => {
+        const loaded = read()
+        lines = loaded.lines
+        return { seq: loaded.seq, entries: loaded.entries }
+      },
+      catch: (e) => (e instanceof Error ? e : new Error(String(e)))
+    }),
+    append: (entry) => Effect.try({ try: () => appendLine(JSON.stringify({ entry })), catch: (e) => new Error(`writing ${path}: ${e instanceof Error ? e.message : String(e)}`) }),
+    ack: (through) =>
+      Effect.try({
+        try: () => {
+          appendLine(JSON.stringify({ ack: through }))
+          const live = read()
+          if (live.lines > 2 * live.entries.length + 16) {
+            // Compact: the live entries and the high-water mark, replaced atomically.
+            const temporary = `${path}.${process.pid}.tmp`
+            const body = [...live.entries.map((entry) => JSON.stringify({ entry })), JSON.stringify({ ack: live.acked })]
+            const fd = openSync(temporary, "w")
+            try {
+              writeSync(fd, `${body.join("\n")}\n`)
+              fsyncSync(fd)
+            } finally {
+              closeSync(fd)
+            }
+            renameSync(temporary, path)
+            lines = body.length
+          }
+        },
+        catch: (e) => new Error(`writing ${path}: ${e instanceof Error ? e.message : String(e)}`)
+      })
+  }
+}
+
 export interface GatewayOptions {
   readonly opsToken: Redacted.Redacted<string>
   /** Reported as the deployment's imageDigest (what is running). */
@@ -150,6 +244,8 @@ export interface GatewayOptions {
   readonly ledgerCapacity?: number
   /** Keep deployments across restarts (default: memory only). */
   readonly store?: DeploymentStore
+  /** Keep the unacknowledged ledger across restarts and crashes (default: memory only). */
+  readonly ledgerStore?: LedgerStore
 }
 
 const proxied = Metric.counter("l402_gateway_proxied_total", { description: "Paid requests proxied upstream" })
@@ -186,21 +282,38 @@ export const make = (options: GatewayOptions) =>
     // nothing interleaves; maps evict in insertion order beyond the capacity.
     const capacity = options.ledgerCapacity ?? 10_000
     const ledger = { seq: 0, entries: [] as Array<LedgerEntry>, issued: new Map<string, InvoiceLifecycle>(), settled: new Set<string>() }
+    if (options.ledgerStore !== undefined) {
+      // An unreadable ledger stops the gateway: selling without recording is worse than not selling.
+      const loaded = yield* options.ledgerStore.load
+      ledger.seq = loaded.seq
+      ledger.entries = [...loaded.entries]
+      for (const e of loaded.entries) {
+        if ("invoice" in e) ledger.issued.set(e.invoice.paymentHash ?? "", e.invoice)
+        else ledger.settled.add(e.settlement.settlementId.replace(/^set_/, ""))
+      }
+      if (loaded.entries.length > 0) yield* Effect.logInfo(`ledger: ${loaded.entries.length} unacknowledged entries restored (through seq ${loaded.seq})`)
+    }
     const bounded = <K>(keys: { readonly size: number; keys(): IterableIterator<K>; delete(key: K): boolean }) => {
       for (const key of keys.keys()) {
         if (keys.size <= capacity) break
         keys.delete(key)
       }
     }
+    // Appends are serialised so seqs stay in file order; a failed write is a defect of the request
+    // (it answers 500 and nothing counts: no 402 without its invoice record, no proxy without its settlement).
+    const appends = yield* Effect.makeSemaphore(1)
     const journal = (entry: { readonly invoice: InvoiceLifecycle } | { readonly settlement: Settlement }) =>
-      Effect.suspend(() => {
-        ledger.seq += 1
-        ledger.entries.push({ seq: ledger.seq, ...entry } as LedgerEntry)
+      appends.withPermits(1)(Effect.suspend(() => {
+        const record = { seq: ledger.seq + 1, ...entry } as LedgerEntry
+        return (options.ledgerStore === undefined ? Effect.void : Effect.orDie(options.ledgerStore.append(record))).pipe(Effect.as(record))
+      }).pipe(Effect.flatMap((record) => Effect.suspend(() => {
+        ledger.seq = record.seq
+        ledger.entries.push(record)
         const dropped = ledger.entries.length - capacity
         if (dropped <= 0) return Effect.void
         ledger.entries.splice(0, dropped)
         return Effect.logWarning(`ledger full: dropped ${dropped} unacknowledged entries (is lightning-ops ingesting?)`)
-      })
+      }))))
     const invoiceIssued = (route: CompiledRoute) => (issued: L402Middleware.IssuedInvoice) =>
       Effect.suspend(() => {
         const invoice: InvoiceLifecycle = {
@@ -222,10 +335,8 @@ export const make = (options: GatewayOptions) =>
       Effect.suspend(() => {
         const hash = token.identifier.paymentHash
         if (ledger.settled.has(hash)) return Effect.void
-        ledger.settled.add(hash)
-        bounded(ledger.settled)
         const invoice = ledger.issued.get(hash)
-        return journal({
+        return Effect.zipLeft(journal({
           settlement: {
             settlementId: `set_${hash}`,
             invoiceId: `inv_${hash}`,
@@ -235,7 +346,11 @@ export const make = (options: GatewayOptions) =>
             paymentProofType: "lightning_preimage",
             paymentProofValue: token.preimageHex
           }
-        })
+        }), Effect.sync(() => {
+          // Only once recorded: a failed write lets the next use of the credential record it.
+          ledger.settled.add(hash)
+          bounded(ledger.settled)
+        }))
       })
 
     const authorized = (request: HttpServerRequest.HttpServerRequest) => {
@@ -367,6 +482,13 @@ export const make = (options: GatewayOptions) =>
           const body = yield* Effect.either(Effect.flatMap((yield* HttpServerRequest.HttpServerRequest).json, Schema.decodeUnknown(Schema.Struct({ through: Schema.Number }))))
           if (body._tag === "Left") return HttpServerResponse.unsafeJson({ ok: false, error: "invalid_request" }, { status: 400 })
           const through = body.right.through
+          if (options.ledgerStore !== undefined) {
+            const stored = yield* Effect.either(options.ledgerStore.ack(through))
+            if (stored._tag === "Left") {
+              yield* Effect.logError(`ledger ack not stored: ${stored.left.message}`)
+              return HttpServerResponse.unsafeJson({ ok: false, error: "persist_failed" }, { status: 500 })
+            }
+          }
           ledger.entries = ledger.entries.filter((e) => e.seq > through)
           return HttpServerResponse.unsafeJson({ ok: true })
         }))
