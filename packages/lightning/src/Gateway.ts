@@ -162,7 +162,6 @@ const decodeLedgerEntry = Schema.decodeUnknownSync(LedgerEntry)
  * holds more acknowledged lines than live ones.
  */
 export const fileLedger = (path: string): LedgerStore => {
-  let lines = 0
   const appendLine = (line: string) => {
     mkdirSync(dirname(path), { recursive: true })
     const fd = openSync(path, "a")
@@ -172,7 +171,6 @@ export const fileLedger = (path: string): LedgerStore => {
     } finally {
       closeSync(fd)
     }
-    lines++
   }
   const read = () => {
     if (!existsSync(path)) return { seq: 0, acked: 0, entries: [] as Array<LedgerEntry>, lines: 0 }
@@ -203,7 +201,6 @@ export const fileLedger = (path: string): LedgerStore => {
     load: Effect.try({
       try: () => {
         const loaded = read()
-        lines = loaded.lines
         return { seq: loaded.seq, entries: loaded.entries }
       },
       catch: (e) => (e instanceof Error ? e : new Error(String(e)))
@@ -226,7 +223,6 @@ export const fileLedger = (path: string): LedgerStore => {
               closeSync(fd)
             }
             renameSync(temporary, path)
-            lines = body.length
           }
         },
         catch: (e) => new Error(`writing ${path}: ${e instanceof Error ? e.message : String(e)}`)
