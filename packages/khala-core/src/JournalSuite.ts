@@ -128,6 +128,26 @@ export const run = <E>(name: string, storage: Layer.Layer<KhalaStorage, E>, opti
           expect(all[0]!.payloadHash?.length).toBe(32)
         }))
 
+      it.effect("returns from append and publish the events exactly as a read returns them", () =>
+        Effect.gen(function*() {
+          const journal = yield* Journal.Journal
+          // Compared field by field; a hash may be any Uint8Array (node-pg gives a Buffer).
+          const plain = (list: ReadonlyArray<Journal.JournalEvent>) => list.map((e) => ({ ...e, payloadHash: e.payloadHash === null ? null : Array.from(e.payloadHash) }))
+          const events = freshTopic("suite.events")
+          const appended = [...yield* journal.append(events, docs(3)), ...yield* journal.append(events, docs(1, 4))]
+          expect(plain(yield* readAll(events, 0n))).toEqual(plain(appended))
+          const documents = freshTopic("suite.docs")
+          yield* journal.publish(documents, docs(2))
+          // doc:1 is skipped (stored version 1 is newer than 0); doc:3 is new.
+          const published = yield* journal.publish(documents, [{ docKey: "doc:1", docVersion: 0n, payload: {} }, ...docs(1, 3)])
+          expect(published.skipped).toEqual(["doc:1"])
+          expect(plain(yield* readAll(documents, 2n))).toEqual(plain(published.events))
+          const pointers = freshTopic("suite.pointers")
+          const pointed = yield* journal.publish(pointers, docs(2))
+          expect(pointed.events.map((e) => e.payload)).toEqual([null, null])
+          expect(plain(yield* readAll(pointers, 0n))).toEqual(plain(pointed.events))
+        }))
+
       it.effect("stores the payload hash of the cross-language vectors (proto/testdata/payload_hash_vectors.v1.json)", () =>
         Effect.gen(function*() {
           const journal = yield* Journal.Journal

@@ -65,6 +65,8 @@ interface ReadRow extends Omit<EventRow, "watermark"> {
 
 /** The event columns every statement returns, as EventRow names them. */
 const EVENT_COLUMNS = "watermark, doc_key, doc_version, payload, payload_hash, payload_bytes, floor(extract(epoch FROM inserted_at) * 1000)::int8 AS inserted_ms"
+/** now() — the transaction start, which inserted_at defaults to — in the same form. */
+const NOW_MS = "floor(extract(epoch FROM now()) * 1000)::int8"
 
 interface DocumentRow {
   readonly doc_key: string
@@ -86,6 +88,19 @@ const toEvent = (topic: string, row: Omit<EventRow, "watermark"> & { readonly wa
   payloadHash: row.payload_hash,
   payloadBytes: row.payload_bytes,
   insertedAt: new Date(Number(row.inserted_ms))
+})
+
+/** The event an entry became, once the database gave it a watermark and a time. */
+const fromEntry = (topic: string, watermark: bigint, e: PreparedEntry, insertedAt: Date): JournalEvent => ({
+  topic,
+  watermark,
+  docKey: e.docKey,
+  docVersion: e.docVersion,
+  payload: e.payload,
+  payloadUtf8: e.payload === null ? undefined : textEncoder.encode(e.payload),
+  payloadHash: e.payloadHash,
+  payloadBytes: e.payloadBytes,
+  insertedAt
 })
 
 /** Events in watermark order. The statements return them in that order; checking is one pass, sorting only if not. */
@@ -147,26 +162,35 @@ export const make: Effect.Effect<KhalaStorageService, SqlError, SqlClient.SqlCli
   if (meta === undefined) return yield* Effect.dieMessage("runtime.sync_journal_meta is empty: run the Khala migrations")
   const readModel = (table: string) => sql(`runtime.${table}`)
 
+  // Append and publish return only what the database decides — the watermarks and the
+  // transaction's time (inserted_at defaults to now(), the transaction start) — and build the
+  // events from the entries they already hold, instead of reading every payload and hash back.
   const append = (topic: string, entries: ReadonlyArray<PreparedEntry>) => {
     const c = columns(entries)
-    return sql<EventRow>`
+    return sql<{ head: string; inserted_ms: string }>`
       WITH seq AS (
         INSERT INTO runtime.sync_topic_sequences AS s (topic, next_watermark) VALUES (${topic}, ${entries.length})
         ON CONFLICT (topic) DO UPDATE SET next_watermark = s.next_watermark + EXCLUDED.next_watermark, updated_at = now()
         RETURNING next_watermark
+      ),
+      journaled AS (
+        INSERT INTO runtime.sync_stream_events (topic, watermark, doc_key, doc_version, payload, payload_hash, payload_bytes)
+        SELECT ${topic}, seq.next_watermark - ${entries.length} + e.ord, e.doc_key, e.doc_version, e.payload, decode(e.hash_hex, 'hex'), e.payload_bytes
+        FROM seq, unnest(${c.keys}::text[], ${c.versions}::bigint[], ${c.payloads}::text[], ${c.hashes}::text[], ${c.bytes}::int[])
+          WITH ORDINALITY AS e(doc_key, doc_version, payload, hash_hex, payload_bytes, ord)
       )
-      INSERT INTO runtime.sync_stream_events (topic, watermark, doc_key, doc_version, payload, payload_hash, payload_bytes)
-      SELECT ${topic}, seq.next_watermark - ${entries.length} + e.ord, e.doc_key, e.doc_version, e.payload, decode(e.hash_hex, 'hex'), e.payload_bytes
-      FROM seq, unnest(${c.keys}::text[], ${c.versions}::bigint[], ${c.payloads}::text[], ${c.hashes}::text[], ${c.bytes}::int[])
-        WITH ORDINALITY AS e(doc_key, doc_version, payload, hash_hex, payload_bytes, ord)
-      RETURNING ${sql.literal(EVENT_COLUMNS)}`.pipe(
-      Effect.map((rows) => ascending(rows.map((r) => toEvent(topic, r))))
+      SELECT next_watermark AS head, ${sql.literal(NOW_MS)} AS inserted_ms FROM seq`.pipe(
+      Effect.map(([row]) => {
+        const first = BigInt(row!.head) - BigInt(entries.length) + 1n
+        const insertedAt = new Date(Number(row!.inserted_ms))
+        return entries.map((e, i) => fromEntry(topic, first + BigInt(i), e, insertedAt))
+      })
     )
   }
 
   const publish = (topic: string, table: string, entries: ReadonlyArray<PreparedEntry>) => {
     const c = columns(entries)
-    return sql<EventRow>`
+    return sql<{ watermark: string; doc_key: string; inserted_ms: string }>`
       WITH input AS (
         SELECT * FROM unnest(${c.keys}::text[], ${c.versions}::bigint[], ${c.payloads}::text[], ${c.documents}::text[], ${c.hashes}::text[], ${c.bytes}::int[])
           WITH ORDINALITY AS e(doc_key, doc_version, payload, document, hash_hex, payload_bytes, ord)
@@ -192,9 +216,11 @@ export const make: Effect.Effect<KhalaStorageService, SqlError, SqlClient.SqlCli
       INSERT INTO runtime.sync_stream_events (topic, watermark, doc_key, doc_version, payload, payload_hash, payload_bytes)
       SELECT ${topic}, seq.next_watermark - a.total + a.n, a.doc_key, a.doc_version, a.payload, decode(a.hash_hex, 'hex'), a.payload_bytes
       FROM seq, accepted a
-      RETURNING ${sql.literal(EVENT_COLUMNS)}`.pipe(
+      RETURNING watermark, doc_key, ${sql.literal(NOW_MS)} AS inserted_ms`.pipe(
       Effect.map((rows) => {
-        const events = ascending(rows.map((r) => toEvent(topic, r)))
+        // Doc keys are unique within a publish batch.
+        const byKey = new Map(entries.map((e) => [e.docKey, e]))
+        const events = ascending(rows.map((r) => fromEntry(topic, BigInt(r.watermark), byKey.get(r.doc_key)!, new Date(Number(r.inserted_ms)))))
         const written = new Set(events.map((e) => e.docKey))
         return { events, skipped: entries.filter((e) => !written.has(e.docKey)).map((e) => e.docKey) }
       })
