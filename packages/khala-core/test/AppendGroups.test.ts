@@ -12,7 +12,7 @@ import type { JournalEvent, PreparedEntry } from "../src/Storage.js"
 const entry = (docKey: string): PreparedEntry => ({ docKey, docVersion: 1n, payload: "{}", document: "{}", payloadHash: new Uint8Array(32), payloadBytes: 2 })
 
 /** A fake statement: allocates watermarks per topic, records each call, waits for `gate` to be opened for each call. */
-const fake = Effect.gen(function*() {
+const fake = Effect.sync(() => {
   const calls: Array<{ topic: string; keys: Array<string> }> = []
   const heads = new Map<string, bigint>()
   const gates: Array<Deferred.Deferred<void, string>> = []
