@@ -8,7 +8,6 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as AppendGroups from "../src/storage/appendGroups.js"
 import type { JournalEvent, PreparedEntry } from "../src/Storage.js"
-import { MAX_BATCH_UPDATES } from "../src/Topic.js"
 
 const entry = (docKey: string): PreparedEntry => ({ docKey, docVersion: 1n, payload: "{}", document: "{}", payloadHash: new Uint8Array(32), payloadBytes: 2 })
 
@@ -109,13 +108,13 @@ describe("AppendGroups", () => {
       expect(f.calls.map((c) => c.keys)).toEqual([["a"], ["c"]])
     }))
 
-  it.live("splits a queue larger than one batch into several statements, in arrival order", () =>
+  it.live("splits a queue larger than one group into several statements, in arrival order", () =>
     Effect.gen(function*() {
       const f = yield* fake
       const append = AppendGroups.make(f.run)
       const first = yield* Effect.fork(append("t", [entry("a")]))
       yield* Effect.yieldNow()
-      const size = MAX_BATCH_UPDATES / 2
+      const size = AppendGroups.MAX_GROUP_ENTRIES / 2
       const queued = yield* Effect.forEach([0, 1, 2], (b) => Effect.fork(append("t", Array.from({ length: size }, (_, i) => entry(`${b}:${i}`)))))
       yield* Effect.yieldNow()
       for (let i = 0; i < 3; i++) yield* f.open(i)

@@ -49,6 +49,20 @@ for (const engine of SqlTesting.engines()) {
           expect(yield* SqlStorage.migrate).toEqual([])
         }))
 
+      it.effect("reads each payload's UTF-8 right even when a row's payload_bytes is wrong", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const journal = yield* Journal.Journal
+          const topic = JournalSuite.freshTopic("suite.events")
+          yield* journal.append(topic, ["ä", "日本", "🙂", "plain"].map((text, i) => ({ docKey: `k${i}`, docVersion: 1, payload: { text } })))
+          // Rows not written by the adapter: one claims fewer bytes than it has, one more.
+          yield* sql`UPDATE runtime.sync_stream_events SET payload_bytes = payload_bytes - 1 WHERE topic = ${topic} AND watermark = 2`
+          yield* sql`UPDATE runtime.sync_stream_events SET payload_bytes = payload_bytes + 3 WHERE topic = ${topic} AND watermark = 3`
+          const events = yield* JournalSuite.readAll(topic, 0n)
+          expect(events.map((e) => new TextDecoder().decode(e.payloadUtf8))).toEqual(events.map((e) => e.payload))
+          expect(events.map((e) => e.payload)).toEqual(["ä", "日本", "🙂", "plain"].map((text) => JSON.stringify({ text })))
+        }))
+
       it.effect("sends concurrent appends to one topic outside a transaction together: fewer transactions, each caller its own events", () =>
         Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient

@@ -10,7 +10,7 @@
 //
 // - The first append to an idle topic runs at once in its caller's fiber, as before.
 // - Appends arriving meanwhile queue; when the running statement finishes, one fiber sends the
-//   queue (as much as fits one batch: MAX_BATCH_UPDATES entries, MAX_BATCH_BYTES) as one
+//   queue (as much as fits one group: MAX_GROUP_ENTRIES entries, MAX_GROUP_BYTES) as one
 //   statement, and again until the queue is empty.
 // - A grouped statement that fails fails every append in it with the same error; nothing of
 //   it is written.
@@ -20,7 +20,14 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { JournalEvent, PreparedEntry } from "../Storage.js"
-import { MAX_BATCH_BYTES, MAX_BATCH_UPDATES } from "../Topic.js"
+
+/**
+ * The most one grouped statement carries: ten appends of the largest size in rows, four in bytes.
+ * Large enough that appends of 100–200 events still group several to a statement (a group sent
+ * after another pays a round trip that separate statements queued on the row lock would not).
+ */
+export const MAX_GROUP_ENTRIES = 2_000
+export const MAX_GROUP_BYTES = 8 * 1024 * 1024
 
 type Run<E> = (topic: string, entries: ReadonlyArray<PreparedEntry>) => Effect.Effect<ReadonlyArray<JournalEvent>, E>
 
@@ -44,7 +51,7 @@ export const make = <E>(run: Run<E>): Run<E> => {
     let bytes = 0
     while (n < queue.length) {
       const w = queue[n]!
-      if (n > 0 && (entries + w.entries.length > MAX_BATCH_UPDATES || bytes + w.bytes > MAX_BATCH_BYTES)) break
+      if (n > 0 && (entries + w.entries.length > MAX_GROUP_ENTRIES || bytes + w.bytes > MAX_GROUP_BYTES)) break
       entries += w.entries.length
       bytes += w.bytes
       n++

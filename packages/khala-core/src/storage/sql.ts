@@ -78,13 +78,13 @@ interface DocumentRow {
 
 const textEncoder = new TextEncoder()
 
-const toEvent = (topic: string, row: Omit<EventRow, "watermark"> & { readonly watermark: string | null }): JournalEvent => ({
+const toEvent = (topic: string, row: ReadRow, payloadUtf8: Uint8Array | undefined): JournalEvent => ({
   topic,
   watermark: BigInt(row.watermark!),
   docKey: row.doc_key,
   docVersion: BigInt(row.doc_version),
   payload: row.payload,
-  payloadUtf8: row.payload === null ? undefined : textEncoder.encode(row.payload),
+  payloadUtf8,
   payloadHash: row.payload_hash,
   payloadBytes: row.payload_bytes,
   insertedAt: new Date(Number(row.inserted_ms))
@@ -117,12 +117,29 @@ const EMPTY_READ: StoredRead = { head: 0n, floor: 0n, events: [] }
 const toRead = (topic: string, rows: ReadonlyArray<ReadRow>): StoredRead => {
   let head = 0n
   let floor = 0n
+  // The payloads' UTF-8 goes into one buffer per batch, a view per event, rather than a buffer
+  // of its own per event: payload_bytes is each payload's UTF-8 length. A row whose text does
+  // not fit its payload_bytes (not written by this adapter) gets its own buffer.
+  let total = 0
+  for (const row of rows) if (row.payload !== null && row.watermark !== null) total += row.payload_bytes
+  const utf8 = new Uint8Array(total)
+  let offset = 0
   const events: Array<JournalEvent> = []
   for (const row of rows) {
     if (row.watermark === null) {
       head = BigInt(row.head!)
       floor = BigInt(row.floor!)
-    } else events.push(toEvent(topic, row))
+      continue
+    }
+    let bytes: Uint8Array | undefined
+    if (row.payload !== null) {
+      const end = offset + row.payload_bytes
+      bytes = utf8.subarray(offset, end)
+      const { read, written } = textEncoder.encodeInto(row.payload, bytes)
+      if (read !== row.payload.length || written !== bytes.length) bytes = textEncoder.encode(row.payload)
+      offset = end
+    }
+    events.push(toEvent(topic, row, bytes))
   }
   return { head, floor, events: ascending(events) }
 }
