@@ -7,7 +7,8 @@
 // The stream reads the authority table after the cursor in pages, so a client that reconnects
 // with the last id it saw gets exactly the events it missed. New events are noticed through the
 // Khala Notifier's wake-ups for the entity's topic (every node's commits, after commit), with a
-// one-second poll as the safety net for a lost wake-up; a stream with nothing to send for
+// five-second poll as the safety net for a lost wake-up (an idle stream costs one read per poll,
+// so the poll is slow; wake-ups carry the latency); a stream with nothing to send for
 // `tail_ms` ends (the client reconnects with its Last-Event-ID) and sends a comment line every
 // 15 s meanwhile so proxies keep it open. A revoked session's streams end with an
 // `event: error` carrying reauth_required.
@@ -25,7 +26,7 @@ import * as Errors from "./Errors.js"
 export const DEFAULT_TAIL_MS = 30_000
 export const MAX_TAIL_MS = 600_000
 export const KEEP_ALIVE_MS = 15_000
-export const POLL_MS = 1_000
+export const POLL_MS = 5_000
 export const PAGE = 500
 
 const UINT64_MAX = 18446744073709551615n
