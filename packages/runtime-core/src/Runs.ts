@@ -7,9 +7,6 @@
 // latest + 1 and its chain hash → fold it into the row's state (never re-reading history) →
 // publish the summary (read model + Khala journal) → record the projection checkpoint. The row
 // lock serialises appends per run, so seqs are dense and the chain is linear under concurrency.
-// One owner's frames that arrive while another of theirs is being written share the next
-// transaction, each in a savepoint of its own (internal/groupCommit.ts): still one append per
-// savepoint, with its own outcome, but one commit for the group.
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Checkpoints, type Journal, Publisher, ReadModels } from "@openagents/khala-core"
@@ -18,7 +15,6 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Errors from "./Errors.js"
 import * as HashChain from "./HashChain.js"
-import * as GroupCommit from "./internal/groupCommit.js"
 import * as Projection from "./Projection.js"
 
 export interface Principal {
@@ -206,25 +202,6 @@ export const make: Effect.Effect<RunsService, never, SqlClient.SqlClient | Publi
   const validatePayload = (payload: unknown) =>
     Effect.try({ try: () => HashChain.payloadHash(payload), catch: (e) => Errors.invalid(`payload is not JSON: ${e instanceof Error ? e.message : String(e)}`, { field: "payload" }) })
 
-  const storageFailure2 = (e: { message: string }) => Effect.fail(storageFailure(e))
-  const inTransaction = <A>(effect: Effect.Effect<A, Errors.RuntimeError>) =>
-    publisher.transaction(effect).pipe(Effect.catchTag("JournalStorageError", storageFailure2))
-
-  // One owner's concurrent frames share a transaction (internal/groupCommit.ts): they all publish
-  // to the owner's run-summaries topic, whose row lock lets one commit through per WAL flush. The
-  // group creates the runs it is missing and locks them all in run id order before any frame.
-  const grouped = GroupCommit.make<Errors.RuntimeError, { runId: string; threadId: string; owner: string }>({
-    transaction: inTransaction,
-    lockId: (run) => run.runId,
-    lock: (runs) =>
-      Effect.zipRight(
-        sql`INSERT INTO runtime.runs (run_id, thread_id, owner_user_id)
-            SELECT * FROM unnest(${runs.map((r) => r.runId)}::text[], ${runs.map((r) => r.threadId)}::text[], ${runs.map((r) => r.owner)}::text[]) ORDER BY 1
-            ON CONFLICT (run_id) DO NOTHING`,
-        sql`SELECT 1 FROM runtime.runs WHERE run_id = ANY(${runs.map((r) => r.runId)}::text[]) ORDER BY run_id FOR UPDATE`
-      ).pipe(Effect.asVoid, Effect.mapError(sqlFailure))
-  })
-
   const ingestFrame: RunsService["ingestFrame"] = (principal, runId, frame) =>
     Effect.gen(function*() {
       const id = Errors.checkId("run_id", runId)
@@ -236,7 +213,7 @@ export const make: Effect.Effect<RunsService, never, SqlClient.SqlClient | Publi
       const type = Errors.checkEventType(frame.type)
       if (typeof type !== "string") return yield* Effect.fail(type)
       const digest = yield* validatePayload(frame.payload)
-      return yield* grouped(principal.userId, { runId, threadId: frame.threadId, owner: principal.userId }, inTransaction(
+      return yield* publisher.transaction(
         Effect.gen(function*() {
           yield* sql`INSERT INTO runtime.runs (run_id, thread_id, owner_user_id) VALUES (${runId}, ${frame.threadId}, ${principal.userId})
                      ON CONFLICT (run_id) DO NOTHING`.pipe(Effect.mapError(sqlFailure))
@@ -258,8 +235,10 @@ export const make: Effect.Effect<RunsService, never, SqlClient.SqlClient | Publi
           const next = yield* appendLocked(toState(row), frame.type, frame.payload)
           return { runId, frameId: frame.frameId, seq: next.latestSeq, idempotentReplay: false }
         })
-      ))
+      ).pipe(Effect.catchTag("JournalStorageError", storageFailure2))
     })
+
+  const storageFailure2 = (e: { message: string }) => Effect.fail(storageFailure(e))
 
   const cancel: RunsService["cancel"] = (principal, runId, input) =>
     publisher.transaction(

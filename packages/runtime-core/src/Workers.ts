@@ -5,7 +5,6 @@
 // Create is idempotent for the owner (an existing running worker is returned; a stopped or failed
 // one is re-activated with worker.started {reason: "reattach"}); another principal gets 403.
 // Stop is idempotent. Requests and events are refused (409) on a worker that is not running.
-// One owner's concurrent requests and events share a commit (internal/groupCommit.ts).
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Checkpoints, Publisher, ReadModels } from "@openagents/khala-core"
@@ -13,7 +12,6 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Errors from "./Errors.js"
-import * as GroupCommit from "./internal/groupCommit.js"
 import * as Projection from "./Projection.js"
 import type { Principal } from "./Runs.js"
 
@@ -204,19 +202,6 @@ export const make: Effect.Effect<WorkersService, never, SqlClient.SqlClient | Pu
   const inTransaction = <A>(effect: Effect.Effect<A, E>) =>
     publisher.transaction(effect).pipe(Effect.catchTag("JournalStorageError", (e) => Effect.fail(projectionFailure(e))))
 
-  // One owner's concurrent requests and events share a transaction (internal/groupCommit.ts):
-  // they all publish to the owner's summary topic, whose row lock would otherwise let one commit
-  // through per WAL flush.
-  const grouped = GroupCommit.make<E, string>({
-    transaction: inTransaction,
-    lockId: (id) => id,
-    lock: (ids) =>
-      sql`SELECT 1 FROM runtime.codex_workers WHERE worker_id = ANY(${ids}::text[]) ORDER BY worker_id FOR UPDATE`.pipe(
-        Effect.asVoid,
-        Effect.mapError(sqlFailure)
-      )
-  })
-
   const requireRunning = (row: WorkerRow) =>
     row.status === "running" ? Effect.void : Effect.fail(Errors.conflict(`worker ${row.worker_id} is ${row.status}`, { status: row.status }))
 
@@ -344,14 +329,14 @@ export const make: Effect.Effect<WorkersService, never, SqlClient.SqlClient | Pu
       Effect.gen(function*() {
         if (typeof request.requestId !== "string" || request.requestId.length === 0 || request.requestId.length > 128) return yield* Effect.fail(Errors.invalid("request.request_id must be 1..128 characters", { field: "request_id" }))
         if (typeof request.method !== "string" || !/^[A-Za-z][A-Za-z0-9_./-]{0,127}$/.test(request.method)) return yield* Effect.fail(Errors.invalid("request.method must be a method name", { field: "method" }))
-        return yield* grouped(principal.userId, workerId, inTransaction(
+        return yield* inTransaction(
           Effect.gen(function*() {
             const row = yield* ownedRow(principal, workerId, true)
             yield* requireRunning(row)
             const { event } = yield* appendLocked(toState(row), "worker.request_received", { request_id: request.requestId, method: request.method, params: request.params ?? null })
             return { workerId, seq: event.seq }
           })
-        ))
+        )
       }),
     appendEvent: (principal, workerId, input) =>
       Effect.gen(function*() {
@@ -359,13 +344,13 @@ export const make: Effect.Effect<WorkersService, never, SqlClient.SqlClient | Pu
         if (typeof type !== "string") return yield* Effect.fail(type)
         const handshake = checkHandshake(type, input.payload)
         if (handshake !== undefined) return yield* Effect.fail(handshake)
-        return yield* grouped(principal.userId, workerId, inTransaction(
+        return yield* inTransaction(
           Effect.gen(function*() {
             const row = yield* ownedRow(principal, workerId, true)
             if (type !== "worker.started") yield* requireRunning(row)
             return (yield* appendLocked(toState(row), type, input.payload ?? {})).event
           })
-        ))
+        )
       }),
     stop: (principal, workerId, reason) =>
       inTransaction(

@@ -39,35 +39,6 @@ for (const engine of SqlTesting.engines()) {
           expect([snap.status, snap.latestSeq]).toEqual(["running", 2n])
         }))
 
-      it.effect("commits one owner's concurrent frames together, creating new runs in the group; a refused frame fails alone", () =>
-        Effect.gen(function*() {
-          const runs = yield* Runs.Runs
-          const sql = yield* SqlClient.SqlClient
-          const owner = { userId: `group-${freshRun()}` }
-          const ids = Array.from({ length: 4 }, () => freshRun())
-          yield* runs.ingestFrame(owner, ids[0]!, frame("seed"))
-          // The first frame runs alone; those started meanwhile go out as one group, which creates
-          // runs 1..3 (with the thread of the first frame naming each) and refuses two frames.
-          const writes = [
-            ...ids.flatMap((id) => [1, 2, 3].map((i) => runs.ingestFrame(owner, id, frame(`f${i}`)))),
-            runs.ingestFrame(owner, ids[0]!, frame("seed", "run.delta", { text: "changed" })),
-            runs.ingestFrame(owner, ids[1]!, { ...frame("other"), threadId: "thread_2" })
-          ]
-          const outcomes = yield* Effect.all(writes.map((w) => Effect.either(w)), { concurrency: "unbounded" })
-          expect(outcomes.slice(0, 12).every((o) => o._tag === "Right")).toBe(true)
-          expect(outcomes[12]).toMatchObject({ _tag: "Left", left: { code: "conflict" } })
-          expect(outcomes[13]).toMatchObject({ _tag: "Left", left: { code: "conflict" } })
-          for (const [i, id] of ids.entries()) {
-            const v = yield* runs.verify(id)
-            expect([v.chain.count, v.chain.problems, v.drift]).toEqual([i === 0 ? 4 : 3, [], false])
-          }
-          const rows = yield* sql<{ us: string }>`
-            SELECT (extract(epoch FROM inserted_at) * 1000000)::bigint::text AS us
-            FROM runtime.sync_stream_events WHERE topic = ${Projection.runTopic(owner.userId)} ORDER BY watermark`
-          expect(rows.length).toBe(13)
-          expect(new Set(rows.slice(2).map((r) => r.us)).size).toBe(1)
-        }))
-
       it.effect("projects every event into the owner's summary topic in the same transaction, with a checkpoint", () =>
         Effect.gen(function*() {
           const runs = yield* Runs.Runs

@@ -101,44 +101,6 @@ for (const engine of SqlTesting.engines()) {
           expect("topicClass" in registry.parse(Projection.workerEventsTopic(id))).toBe(true)
         }))
 
-      it.effect("commits one owner's concurrent writes together, each in its own savepoint: a failing write fails alone", () =>
-        Effect.gen(function*() {
-          const workers = yield* Workers.Workers
-          const sql = yield* SqlClient.SqlClient
-          const owner = { userId: `group-${freshWorker()}` }
-          const ids = Array.from({ length: 6 }, () => freshWorker())
-          for (const id of ids) yield* workers.create(owner, { workerId: id })
-          const stopped = ids[5]!
-          yield* workers.stop(owner, stopped)
-          // The first write runs alone; the ones started meanwhile queue and go out as one group,
-          // among them a write refused before it writes (stopped worker) and one refused after it
-          // wrote its event row and worker state (a payload the journal cannot canonicalize).
-          const writes = [
-            ...ids.slice(0, 5).flatMap((id) => [1, 2, 3].map((i) => workers.appendEvent(owner, id, { eventType: "worker.output", payload: { i } }))),
-            workers.appendEvent(owner, stopped, { eventType: "worker.output", payload: {} }),
-            workers.appendEvent(owner, ids[0]!, { eventType: "worker.output", payload: { bad: Number.POSITIVE_INFINITY } })
-          ]
-          const outcomes = yield* Effect.all(writes.map((w) => Effect.either(w)), { concurrency: "unbounded" })
-          expect(outcomes.slice(0, 15).every((o) => o._tag === "Right")).toBe(true)
-          expect(outcomes[15]).toMatchObject({ _tag: "Left", left: { code: "conflict" } })
-          expect(outcomes[16]).toMatchObject({ _tag: "Left", left: { code: "invalid_request" } })
-          // Every worker's log is dense and matches its row and summary: the refused write left nothing.
-          for (const id of ids.slice(0, 5)) {
-            const v = yield* workers.verify(id)
-            expect([v.eventCount, v.dense, v.rowMatches, v.summaryMatches]).toEqual([4, true, true, true])
-          }
-          expect((yield* workers.get(owner, stopped)).latestSeq).toBe(2n)
-          // The summary topic's journal rows carry their transaction's start time: the 14 queued
-          // writes share one transaction (they would have 14 distinct times one by one).
-          const rows = yield* sql<{ us: string }>`
-            SELECT (extract(epoch FROM inserted_at) * 1000000)::bigint::text AS us
-            FROM runtime.sync_stream_events WHERE topic = ${Projection.workerTopic(owner.userId)} ORDER BY watermark`
-          const times = rows.slice(-15).map((r) => r.us)
-          expect(rows.length).toBe(6 + 1 + 15) // created ×6, stopped, 15 outputs
-          expect(new Set(times.slice(1)).size).toBe(1)
-          expect(times[0]).not.toBe(times[1])
-        }))
-
       it.effect("refuses bad input with typed errors", () =>
         Effect.gen(function*() {
           const workers = yield* Workers.Workers
