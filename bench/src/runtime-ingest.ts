@@ -14,6 +14,7 @@
 //
 //   node --conditions=@openagents/source --import tsx bench/src/runtime-ingest.ts
 //   BENCH_QUICK=1 …   (short phases, no numbers worth keeping)
+//   BENCH_HOST_PROF=/tmp/prof …   (the host writes V8 CPU profiles there; read them with bench/src/fanout/profile.mjs)
 import { createClient, type SyncStore } from "@openagents/khala-client"
 import { SyncToken } from "@openagents/khala-core"
 import * as Effect from "effect/Effect"
@@ -63,7 +64,7 @@ interface Host {
 
 const startHost = async (database: Record<string, string>, jwks: unknown): Promise<Host> => {
   const [http, khala] = [await port(), await port()]
-  const child = spawn(process.execPath, ["--conditions=@openagents/source", "--import", "tsx", MAIN], {
+  const child = spawn(process.execPath, [...(process.env["BENCH_HOST_PROF"] ? ["--cpu-prof", `--cpu-prof-dir=${process.env["BENCH_HOST_PROF"]}`] : []), "--conditions=@openagents/source", "--import", "tsx", MAIN], {
     env: {
       PATH: process.env["PATH"] ?? "",
       HOME: process.env["HOME"] ?? "",
