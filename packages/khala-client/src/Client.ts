@@ -520,6 +520,11 @@ export class KhalaClient {
       case Wire.ErrorCode.TOKEN_EXPIRED:
       case Wire.ErrorCode.GOING_AWAY:
         return // the close follows; reconnect with a fresh token
+      case Wire.ErrorCode.INTERNAL:
+        // A server-side failure it asks us to retry after (e.g. it could not check revocation).
+        if (error.retryAfterMs > 0) this.retryFloorMs = Math.max(this.retryFloorMs, error.retryAfterMs)
+        this.emit({ type: "error", error: new KhalaClientError(name, error.message, requested, error.details?.value) })
+        return
       default:
         this.emit({ type: "error", error: new KhalaClientError(name, error.message, requested, error.details?.value) })
     }

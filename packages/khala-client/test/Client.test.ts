@@ -3,6 +3,7 @@ import { type ClientEvent, createClient, memoryStore } from "@openagents/khala-c
 import { fileStore, removeStore } from "@openagents/khala-client/node"
 import { WsTransport } from "@openagents/khala-core"
 import { TestServer } from "@openagents/khala-core/testing"
+import * as Effect from "effect/Effect"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -143,6 +144,35 @@ describe("khala-client against the server", () => {
     await sleep(300)
     expect(events.filter((e) => e.type === "reauth_required").length).toBe(1)
     expect(events.filter((e) => e.type === "status" && e.status === "reconnecting")).toEqual([])
+  })
+
+  it("waits out retry_after_ms when the server cannot check revocation, then connects", async () => {
+    let failures = 2
+    const attempts: Array<number> = []
+    const gated = await TestServer.start({
+      transport: WsTransport.transport,
+      server: {
+        sessionRevoked: () => Effect.suspend(() => {
+          attempts.push(Date.now())
+          return failures-- > 0 ? Effect.fail(new Error("database unreachable")) : Effect.succeed(false)
+        })
+      }
+    })
+    try {
+      const topic = "runtime.notifications:user:c7"
+      const client = createClient({ url: gated.url, tokenProvider: () => TestServer.token("c7"), WebSocket: WS, backoff: { initialDelayMs: 10, maxDelayMs: 50 } })
+      const events: Array<ClientEvent> = []
+      client.on((e) => events.push(e))
+      client.subscribe(topic)
+      await client.live(topic)
+      expect(attempts.length).toBe(3)
+      // The backoff alone would retry within 50 ms; the server asked for 1,000.
+      for (let i = 1; i < attempts.length; i++) expect(attempts[i]! - attempts[i - 1]!).toBeGreaterThanOrEqual(900)
+      expect(events.filter((e) => e.type === "error").length).toBe(2)
+      await client.close()
+    } finally {
+      await gated.dispose()
+    }
   })
 
   it("reports upgrade_required from a gated server and stops", async () => {

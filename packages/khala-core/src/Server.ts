@@ -35,6 +35,8 @@ import type { Connection, Transport, TransportError, TransportServer } from "./T
 import * as UwsTransport from "./transport/uws.js"
 
 const { SyncCloseCode, SyncErrorCode } = SyncWire
+/** How long a client waits before reconnecting when this node cannot check a revocation. */
+const REVOCATION_RETRY_MS = 1_000
 
 export interface SlowConsumerOptions {
   /** A live subscriber with more than this queued is demoted to paced catch-up (default 1 MiB). */
@@ -68,8 +70,9 @@ export interface ServerOptions {
   /**
    * A durable record of revoked sessions, consulted when a token is verified (hello and refresh),
    * so a node that started after a revocation still refuses that session's tokens (live
-   * revocations reach running nodes through the Notifier). A failing lookup is logged and the
-   * token accepted: the token's own lifetime (≤ 15 min) bounds the exposure.
+   * revocations reach running nodes through the Notifier). When the lookup fails, the token is
+   * not accepted: the connection gets an `internal` error with `retry_after_ms` and is closed with
+   * 4005 (reconnect), at hello and at refresh alike.
    */
   readonly sessionRevoked?: ((sessionId: string) => Effect.Effect<boolean, unknown>) | undefined
 }
@@ -227,9 +230,10 @@ export const make = (
             verifier.verify(action.token).pipe(
               Effect.flatMap((principal) =>
                 sessionRevoked === undefined
-                  ? Effect.succeed({ principal, durablyRevoked: false })
+                  ? Effect.succeed({ principal, durablyRevoked: false as boolean | "unknown" })
                   : sessionRevoked(principal.sessionId).pipe(
-                    Effect.catchAll((cause) => Effect.as(Effect.logWarning("khala: the revoked-session lookup failed; token accepted", cause), false)),
+                    Effect.catchAll((cause) =>
+                      Effect.as(Effect.logWarning("khala: the revoked-session lookup failed; the connection is told to retry", cause), "unknown" as const)),
                     Effect.map((durablyRevoked) => ({ principal, durablyRevoked }))
                   )
               ),
@@ -239,6 +243,14 @@ export const make = (
                   dispatch(c, { _tag: "Refused", error, purpose: action.purpose, requestId: action.requestId, now: Date.now() })
                 },
                 onSuccess: ({ durablyRevoked, principal }) => {
+                  if (durablyRevoked === "unknown") {
+                    // Fail closed, but retryably: the session may have been revoked, and this
+                    // node cannot tell. The client reconnects with backoff (4005 is not terminal).
+                    Metrics.authFailures.unsafeUpdate("revocation_check_unavailable", [])
+                    sendError(c, SyncWire.simple(SyncErrorCode.INTERNAL, "cannot check whether this session was revoked; retry", action.requestId, REVOCATION_RETRY_MS))
+                    closeNow(c, SyncCloseCode.SERVER_RESTART, "revocation check unavailable")
+                    return
+                  }
                   dispatch(c, { _tag: "Verified", principal, purpose: action.purpose, requestId: action.requestId, now: Date.now() })
                   const reason = revokedReason(principal) ?? (durablyRevoked ? "admin_revoked" as const : undefined)
                   if (reason !== undefined) dispatch(c, { _tag: "Revoked", reason, now: Date.now() })

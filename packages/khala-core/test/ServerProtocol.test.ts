@@ -71,6 +71,39 @@ describe("Khala server protocol", () => {
     await other.close()
   })
 
+  it("consults the durable revocation record at hello and refresh, and fails closed (retryably) when it cannot", async () => {
+    let down = false
+    const durable = await start({
+      server: {
+        sessionRevoked: (sessionId) =>
+          down ? Effect.fail(new Error("database unreachable")) : Effect.succeed(sessionId === "sess_durably_revoked")
+      }
+    })
+    try {
+      const revoked = await TestClient.connect(durable.url)
+      await revoked.hello(await tokenFor("34", { oa_session_id: "sess_durably_revoked" }))
+      expect((await revoked.closed).code).toBe(4501)
+      expect(revoked.errors().at(-1)!.code).toBe(SyncErrorCode.REAUTH_REQUIRED)
+      const live = await TestClient.connect(durable.url)
+      expect((await live.hello(await tokenFor("34", { oa_session_id: "sess_fine" }))).kind).toBe(FrameKind.WELCOME)
+      down = true
+      const refused = await TestClient.connect(durable.url)
+      await refused.hello(await tokenFor("34", { oa_session_id: "sess_fine" }))
+      expect((await refused.closed).code).toBe(4005)
+      expect(refused.errors().at(-1)).toMatchObject({ code: SyncErrorCode.INTERNAL, retryAfterMs: 1000 })
+      // A refresh on an open connection is checked too.
+      live.send("refresh_token", { token: await tokenFor("34", { oa_session_id: "sess_fine" }), requestId: "rt-down" })
+      expect((await live.closed).code).toBe(4005)
+      expect(live.errors().at(-1)).toMatchObject({ code: SyncErrorCode.INTERNAL, requestId: "rt-down" })
+      down = false
+      const back = await TestClient.connect(durable.url)
+      expect((await back.hello(await tokenFor("34", { oa_session_id: "sess_fine" }))).kind).toBe(FrameKind.WELCOME)
+      await back.close()
+    } finally {
+      await durable.dispose()
+    }
+  })
+
   it("closes a live connection when its token expires, and keeps one alive that refreshes in time", async () => {
     const now = Math.floor(Date.now() / 1000)
     const expiring = await TestClient.connect(h.url)
