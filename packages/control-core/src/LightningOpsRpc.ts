@@ -18,7 +18,9 @@
 //   set once. Concurrent calls converge to the highest-ranked status.
 // - ingestSettlement is idempotent by settlementId: a replay with the same content answers
 //   `existed: true`; a replay with different content is a ControlPlaneConflict.
-// - recordGatewayCompileIntent upserts by deploymentId; recordGatewayDeploymentEvent persists the
+// - recordGatewayCompileIntent upserts by deploymentId and, unless pending, sets the reconcile
+//   status of every paywall it names (paywallId, paywallIds) in the same transaction;
+//   recordGatewayDeploymentEvent persists the
 //   deployment correlation (deploymentId, configHash, executionPath), which upstream dropped.
 import * as Headers from "@effect/platform/Headers"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
@@ -182,7 +184,7 @@ export const DeploymentIntent = Schema.Struct({
   metadata: opt(Metadata),
   createdAtMs: TimestampMs,
   updatedAtMs: TimestampMs,
-  /** Every paywall the deployment serves (paywallId is the first); empty for one paywall's own intent. */
+  /** Every paywall the deployment serves (paywallId, the first route's, among them); empty for one paywall's own intent. */
   paywallIds: Schema.Array(Schema.String)
 })
 export type DeploymentIntent = typeof DeploymentIntent.Type

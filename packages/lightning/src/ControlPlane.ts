@@ -118,7 +118,7 @@ export interface DeploymentIntent {
   readonly appliedAtMs?: number | undefined
   readonly rolledBackFrom?: string | undefined
   /**
-   * Every paywall the deployment serves (paywallId is the first of them). Control records a
+   * Every paywall the deployment serves (paywallId, the first route's, among them). Control records a
    * non-pending intent's outcome as the reconcile status of each, so every owner sees it.
    */
   readonly paywallIds?: ReadonlyArray<string> | undefined

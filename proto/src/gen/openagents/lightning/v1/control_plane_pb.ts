@@ -742,8 +742,8 @@ export type DeploymentIntentRecord = Message<"openagents.lightning.v1.Deployment
   metadata?: JsonObject | undefined;
 
   /**
-   * Every paywall whose routes the deployment serves (paywall_id is the first of them, kept for
-   * upstream clients): each one's owner sees this intent's outcome as its reconcile status.
+   * Every paywall whose routes the deployment serves (paywall_id, kept for upstream clients, is
+   * the first route's): each one's owner sees this intent's outcome as its reconcile status.
    *
    * @generated from field: repeated string paywall_ids = 15;
    */
@@ -847,8 +847,8 @@ export type DeploymentIntentRecordJson = {
   metadata?: StructJson;
 
   /**
-   * Every paywall whose routes the deployment serves (paywall_id is the first of them, kept for
-   * upstream clients): each one's owner sees this intent's outcome as its reconcile status.
+   * Every paywall whose routes the deployment serves (paywall_id, kept for upstream clients, is
+   * the first route's): each one's owner sees this intent's outcome as its reconcile status.
    *
    * @generated from field: repeated string paywall_ids = 15;
    */
