@@ -144,7 +144,7 @@ const hash = (text: string) => `cfg_${toHex(sha256(utf8(text)))}`
 /** The configHash of a rendered table: what the gateway checks a deploy against. */
 export const configHashOf = (apertureYaml: string, routes: ReadonlyArray<CompiledRoute>): string => hash(`${apertureYaml}\n${canonicalJson(routes)}`)
 
-/** The hash of the compiler's input (the configHash of a failed compile). */
+/** The hash of the compiler's input (the configHash of the failed intent of a paywall left out). */
 export const snapshotHash = (paywalls: ReadonlyArray<Paywall>): string =>
   hash(canonicalJson([...paywalls].sort((a, b) => (a.paywallId < b.paywallId ? -1 : a.paywallId > b.paywallId ? 1 : 0)).map((p) => ({
     paywallId: p.paywallId,
