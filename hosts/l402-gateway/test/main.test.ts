@@ -87,7 +87,7 @@ describe("l402-gateway host", () => {
       policy: { paywallId: "pw_1", ownerId: "owner_1", pricingMode: "fixed", fixedAmountMsats: 21_000, killSwitch: false },
       routes: [{ routeId: "r1", hostPattern: "*", pathPattern: "/paid/*", upstreamUrl: upstream, protocol: "http" }]
     }])
-    if (!compiled.ok) throw new Error("compile")
+    expect(compiled.routes).toHaveLength(1)
     const first = await start()
     const deployed = await fetch(`${first.base}/ops/deploy`, {
       method: "POST",

@@ -277,7 +277,14 @@ export const PaywallView = Schema.Struct({
   archivedAt: opt(Timestamp),
   lastReconcileStatus: opt(Schema.String),
   lastReconcileError: opt(Schema.String),
-  lastReconciledAt: opt(Timestamp)
+  lastReconciledAt: opt(Timestamp),
+  /** Why the last reconcile left this paywall out (compile diagnostics naming it); absent when none. */
+  lastReconcileDiagnostics: opt(Schema.Array(Schema.Struct({
+    code: Schema.String,
+    severity: Schema.String,
+    message: Schema.String,
+    routeId: opt(Schema.String)
+  })))
 })
 export type PaywallView = typeof PaywallView.Type
 

@@ -39,7 +39,7 @@ import {
   type SettlementWriteResponse,
   type SnapshotResponse
 } from "./LightningOpsRpc.js"
-import { L402Storage, paywallStatus, type PaywallRow } from "./Storage.js"
+import { L402Storage, paywallStatus, type PaywallRow, type ReconcileStatus } from "./Storage.js"
 
 export const ownerIdOf = (userId: string) => `owner_${userId}`
 export const DEFAULT_ROUTE_TIMEOUT_MS = 6000
@@ -152,7 +152,8 @@ export const toControlPlanePaywall = (row: PaywallRow, killSwitch: boolean): Pay
     }],
     ...(row.lastReconcileStatus !== undefined ? { lastReconcileStatus: row.lastReconcileStatus } : {}),
     ...(row.lastReconcileError !== undefined ? { lastReconcileError: row.lastReconcileError } : {}),
-    ...(row.lastReconciledAtMs !== undefined ? { lastReconciledAtMs: row.lastReconciledAtMs } : {})
+    ...(row.lastReconciledAtMs !== undefined ? { lastReconciledAtMs: row.lastReconciledAtMs } : {}),
+    ...(row.lastReconcileDiagnostics.length > 0 ? { lastReconcileDiagnostics: row.lastReconcileDiagnostics } : {})
   } as Paywall
 }
 
@@ -277,6 +278,7 @@ export const make = Effect.gen(function*() {
           lastReconcileStatus: undefined,
           lastReconcileError: undefined,
           lastReconciledAtMs: undefined,
+          lastReconcileDiagnostics: [],
           createdAtMs: now,
           updatedAtMs: now,
           deletedAtMs: undefined
@@ -326,6 +328,18 @@ export const make = Effect.gen(function*() {
     recordGatewayCompileIntent: (p) =>
       unavailable(Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
+        const diagnostics = p.diagnostics ?? []
+        // Every paywall the intent names gets its outcome (a deployment serves many owners'
+        // paywalls; each owner sees it), with the diagnostics that name that paywall. A pending
+        // intent changes no status: it is not an outcome.
+        const paywallIds = [...new Set([...(p.paywallId !== undefined ? [p.paywallId] : []), ...(p.paywallIds ?? [])])]
+        const reconciled: ReadonlyArray<ReconcileStatus> = p.status === "pending" ? [] : paywallIds.map((paywallId) => ({
+          paywallId,
+          status: p.status,
+          error: p.failureCode,
+          diagnostics: diagnostics.filter((d) => d.paywallId === paywallId),
+          atMs: now
+        }))
         const deployment = yield* storage.upsertDeployment({
           deploymentId: p.deploymentId ?? `dep_${uuid7Hex(now)}`,
           ...withDefined("paywallId", p.paywallId),
@@ -333,18 +347,16 @@ export const make = Effect.gen(function*() {
           configHash: p.configHash,
           ...withDefined("imageDigest", p.imageDigest),
           status: p.status,
-          diagnostics: p.diagnostics ?? [],
+          diagnostics,
           ...withDefined("appliedAtMs", p.appliedAtMs),
           ...withDefined("rolledBackFrom", p.rolledBackFrom),
           ...withDefined("failureCode", p.failureCode),
           ...withDefined("requestId", p.requestId),
           ...withDefined("metadata", p.metadata),
+          paywallIds: p.paywallIds ?? [],
           createdAtMs: now,
           updatedAtMs: now
-        } as Parameters<typeof storage.upsertDeployment>[0])
-        if (p.paywallId !== undefined && p.status !== "pending") {
-          yield* storage.setReconcileStatus(p.paywallId, p.status, p.failureCode, now)
-        }
+        } as Parameters<typeof storage.upsertDeployment>[0], reconciled)
         return { ok: true as const, deployment }
       })),
 

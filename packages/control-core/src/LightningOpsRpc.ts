@@ -18,7 +18,9 @@
 //   set once. Concurrent calls converge to the highest-ranked status.
 // - ingestSettlement is idempotent by settlementId: a replay with the same content answers
 //   `existed: true`; a replay with different content is a ControlPlaneConflict.
-// - recordGatewayCompileIntent upserts by deploymentId; recordGatewayDeploymentEvent persists the
+// - recordGatewayCompileIntent upserts by deploymentId and, unless pending, sets the reconcile
+//   status of every paywall it names (paywallId, paywallIds) in the same transaction;
+//   recordGatewayDeploymentEvent persists the
 //   deployment correlation (deploymentId, configHash, executionPath), which upstream dropped.
 import * as Headers from "@effect/platform/Headers"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
@@ -134,6 +136,19 @@ export const PaywallRoute = Schema.Struct({
 })
 export type PaywallRoute = typeof PaywallRoute.Type
 
+export const CompileDiagnostic = Schema.Struct({
+  code: CompileDiagnosticCode,
+  severity: Schema.Literal("error", "warn"),
+  message: Schema.String,
+  paywallId: optIn(Schema.String),
+  routeId: optIn(Schema.String),
+  relatedRouteId: optIn(Schema.String),
+  details: optIn(Metadata),
+  /** The paywall of relatedRouteId: the one that keeps the route in a conflict. */
+  relatedPaywallId: optIn(Schema.String)
+})
+export type CompileDiagnostic = typeof CompileDiagnostic.Type
+
 export const Paywall = Schema.Struct({
   paywallId: Id,
   ownerId: OwnerId,
@@ -148,20 +163,11 @@ export const Paywall = Schema.Struct({
   routes: Schema.Array(PaywallRoute),
   lastReconcileStatus: opt(Schema.String),
   lastReconcileError: opt(Schema.String),
-  lastReconciledAtMs: opt(TimestampMs)
+  lastReconciledAtMs: opt(TimestampMs),
+  /** The diagnostics of the last reconcile that name this paywall (why it was left out); absent when none. */
+  lastReconcileDiagnostics: opt(Schema.Array(CompileDiagnostic))
 })
 export type Paywall = typeof Paywall.Type
-
-export const CompileDiagnostic = Schema.Struct({
-  code: CompileDiagnosticCode,
-  severity: Schema.Literal("error", "warn"),
-  message: Schema.String,
-  paywallId: optIn(Schema.String),
-  routeId: optIn(Schema.String),
-  relatedRouteId: optIn(Schema.String),
-  details: optIn(Metadata)
-})
-export type CompileDiagnostic = typeof CompileDiagnostic.Type
 
 export const DeploymentIntent = Schema.Struct({
   deploymentId: Id,
@@ -177,7 +183,9 @@ export const DeploymentIntent = Schema.Struct({
   requestId: opt(Schema.String),
   metadata: opt(Metadata),
   createdAtMs: TimestampMs,
-  updatedAtMs: TimestampMs
+  updatedAtMs: TimestampMs,
+  /** Every paywall the deployment serves (paywallId, the first route's, among them); empty for one paywall's own intent. */
+  paywallIds: Schema.Array(Schema.String)
 })
 export type DeploymentIntent = typeof DeploymentIntent.Type
 
@@ -347,7 +355,13 @@ export const RecordCompileIntentPayload = Schema.Struct({
   rolledBackFrom: optIn(Schema.String),
   failureCode: optIn(ReconcileFailureCode),
   requestId: optIn(Schema.String),
-  metadata: optIn(Metadata)
+  metadata: optIn(Metadata),
+  /**
+   * Every paywall whose routes the deployment serves. A non-pending intent's status, failureCode
+   * and diagnostics become the last reconcile status of each of them (and of paywallId), in the
+   * same transaction as the intent.
+   */
+  paywallIds: optIn(Schema.Array(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(180))).pipe(Schema.maxItems(10_000)))
 })
 export type RecordCompileIntentPayload = typeof RecordCompileIntentPayload.Type
 

@@ -15,6 +15,8 @@
 // - ingestInvoice applies `Invoices.advance` under a row lock (or equivalent), so concurrent
 //   lifecycle updates converge to the highest-ranked status; ingestSettlement inserts by
 //   settlementId exactly once, and advances its invoice in the same transaction.
+// - upsertDeployment writes the intent and the reconcile status of every paywall it covers in
+//   one transaction (all or nothing).
 // - `transaction` commits or rolls back everything inside it, including a typed failure.
 // Times are Unix milliseconds passed in by the caller (the services read Effect's Clock), so
 // tests control time.
@@ -22,6 +24,7 @@ import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type { StorageError } from "./Errors.js"
 import type {
+  CompileDiagnostic,
   ControlPlaneConflict,
   CredentialRole,
   CredentialRoleState,
@@ -199,6 +202,8 @@ export interface PaywallRow {
   readonly lastReconcileStatus: string | undefined
   readonly lastReconcileError: string | undefined
   readonly lastReconciledAtMs: number | undefined
+  /** The diagnostics of the last reconcile that name this paywall (why it was left out). */
+  readonly lastReconcileDiagnostics: ReadonlyArray<CompileDiagnostic>
   readonly createdAtMs: number
   readonly updatedAtMs: number
   /** Set when archived (soft delete). */
@@ -208,6 +213,15 @@ export interface PaywallRow {
 /** Derived: archived if deleted, else active if enabled, else paused. */
 export const paywallStatus = (row: Pick<PaywallRow, "enabled" | "deletedAtMs">): PaywallStatus =>
   row.deletedAtMs !== undefined ? "archived" : row.enabled ? "active" : "paused"
+
+/** One paywall's outcome of a reconcile, as a deployment intent records it. */
+export interface ReconcileStatus {
+  readonly paywallId: string
+  readonly status: string
+  readonly error: string | undefined
+  readonly diagnostics: ReadonlyArray<CompileDiagnostic>
+  readonly atMs: number
+}
 
 export interface InvoiceOutcome {
   /** False when the update did not outrank the stored status nor fill an empty field. */
@@ -233,9 +247,12 @@ export interface L402StorageService {
     update: (row: PaywallRow) => Effect.Effect<PaywallRow, E>
   ) => Effect.Effect<PaywallRow | undefined, E | StorageError>
 
-  /** Insert or replace by deploymentId (createdAtMs of an existing row is kept). */
-  readonly upsertDeployment: (deployment: DeploymentIntent) => Effect.Effect<DeploymentIntent, StorageError>
-  readonly setReconcileStatus: (paywallId: string, status: string, error: string | undefined, atMs: number) => Effect.Effect<void, StorageError>
+  /**
+   * Insert or replace by deploymentId (createdAtMs of an existing row is kept) and, in the same
+   * transaction, set the last reconcile status of each paywall in `reconciled` (unknown ids are
+   * skipped): either all of it is written or none.
+   */
+  readonly upsertDeployment: (deployment: DeploymentIntent, reconciled?: ReadonlyArray<ReconcileStatus>) => Effect.Effect<DeploymentIntent, StorageError>
   /** Insert by eventId; an existing event is returned unchanged. */
   readonly insertGatewayEvent: (event: GatewayEvent) => Effect.Effect<{ readonly event: GatewayEvent; readonly existed: boolean }, StorageError>
   readonly listGatewayEvents: (filter: { readonly deploymentId?: string | undefined; readonly paywallId?: string | undefined }) => Effect.Effect<ReadonlyArray<GatewayEvent>, StorageError>

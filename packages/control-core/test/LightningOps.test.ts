@@ -102,6 +102,45 @@ const opsSuite = (name: string, storage: Layer.Layer<any, unknown>, concurrent: 
           expect(replay.event).toEqual(event.event)
         }))
 
+      it.effect("an intent's outcome becomes the reconcile status of EVERY paywall it serves (each owner sees it), with the diagnostics naming that paywall", () =>
+        Effect.gen(function*() {
+          const owners = [yield* signInNative("autopilot-ios"), yield* signInNative("autopilot-desktop"), yield* signInNative("autopilot-ios")]
+          const paywalls: Array<any> = []
+          for (const owner of owners) paywalls.push((yield* call("POST", "/api/l402/paywalls", { body: paywallBody(), headers: bearer(owner.body.token) })).body.data)
+          const [a, b, c] = paywalls
+          const view = (i: number) => Effect.map(call("GET", `/api/l402/paywalls/${paywalls[i].id}`, { headers: bearer(owners[i]!.body.token) }), (r) => r.body.data)
+          const deploymentId = `dep_reconcile_${id("req")}`
+          const intent = { deploymentId, paywallId: a.id, ownerId: a.ownerId, configHash: "cfg_two_owners", paywallIds: [a.id, b.id] }
+          const pending = yield* withOps((ops) => ops.recordGatewayCompileIntent({ ...intent, status: "pending" }))
+          expect(pending.deployment.paywallIds).toEqual([a.id, b.id])
+          expect((yield* view(1)).lastReconcileStatus).toBeUndefined()
+          yield* withOps((ops) => ops.recordGatewayCompileIntent({ ...intent, status: "applied", appliedAtMs: 1_800_000_000_000 }))
+          for (const i of [0, 1]) expect(yield* view(i)).toMatchObject({ lastReconcileStatus: "applied", lastReconciledAt: expect.any(String) })
+          expect((yield* view(2)).lastReconcileStatus).toBeUndefined()
+
+          // Upstream JSON route: the same field; a rolled-back deployment reaches every owner too.
+          const rolled = yield* json("mutation", "lightning/ops:recordGatewayCompileIntent", { ...intent, status: "rolled_back", failureCode: "health_check_failed", rolledBackFrom: deploymentId })
+          expect(rolled.status).toBe(200)
+          for (const i of [0, 1]) expect(yield* view(i)).toMatchObject({ lastReconcileStatus: "rolled_back", lastReconcileError: "health_check_failed" })
+
+          // A paywall left out: its own intent, its diagnostic, visible to its owner (without the other paywall's id).
+          const conflict = {
+            code: "duplicate_route", severity: "error", message: "route_x repeats a route another owner's paywall keeps (deployed)",
+            paywallId: c.id, routeId: `route_${c.id}`, relatedRouteId: `route_${a.id}`, relatedPaywallId: a.id
+          } as const
+          yield* withOps((ops) =>
+            ops.recordGatewayCompileIntent({ deploymentId: `dep_paywall_${id("h")}`, paywallId: c.id, ownerId: c.ownerId, configHash: "cfg_c", status: "failed", failureCode: "compile_validation_failed", diagnostics: [conflict] }))
+          expect(yield* view(2)).toMatchObject({
+            lastReconcileStatus: "failed",
+            lastReconcileError: "compile_validation_failed",
+            lastReconcileDiagnostics: [{ code: "duplicate_route", severity: "error", message: conflict.message, routeId: conflict.routeId }]
+          })
+          expect(JSON.stringify((yield* view(2)).lastReconcileDiagnostics)).not.toContain(a.id)
+          const snapshot = yield* withOps((ops) => ops.listPaywallControlPlaneState({}))
+          expect(snapshot.paywalls.find((p) => p.paywallId === c.id)?.lastReconcileDiagnostics).toEqual([conflict])
+          expect(snapshot.paywalls.find((p) => p.paywallId === a.id)?.lastReconcileDiagnostics).toBeUndefined()
+        }))
+
       it.effect("applies invoice lifecycle updates monotonically", () =>
         Effect.gen(function*() {
           const invoiceId = id("inv")

@@ -68,6 +68,7 @@ const paywall = (ownerUserId: string, over: Partial<Storage.PaywallRow> = {}): S
   lastReconcileStatus: undefined,
   lastReconcileError: undefined,
   lastReconciledAtMs: undefined,
+  lastReconcileDiagnostics: [],
   createdAtMs: NOW,
   updatedAtMs: NOW,
   deletedAtMs: undefined,
@@ -240,18 +241,66 @@ export const storageSuite = (
           expect(yield* l402.updatePaywall("pw_missing", (p) => Effect.succeed(p))).toBeUndefined()
           const refused = yield* Effect.either(l402.updatePaywall(paused.id, () => Effect.fail("archived" as const)))
           expect(refused).toEqual(Either.left("archived"))
-          yield* l402.setReconcileStatus(paused.id, "applied", undefined, NOW + 20)
-          expect(yield* l402.findPaywall(paused.id)).toMatchObject({ lastReconcileStatus: "applied", lastReconciledAtMs: NOW + 20 })
         }))
+
+      it.effect("records a deployment with the reconcile status of every paywall it covers (one owner's status never stands in for the others')", () =>
+        Effect.gen(function*() {
+          const auth = yield* Storage.AuthStorage
+          const l402 = yield* Storage.L402Storage
+          const owners = [yield* auth.upsertUser(userInput()), yield* auth.upsertUser(userInput()), yield* auth.upsertUser(userInput())]
+          const [a, b, c] = owners.map(({ user }) => paywall(user.id))
+          for (const p of [a!, b!, c!]) yield* l402.insertPaywall(p)
+          const deploymentId = id("dep_reconcile")
+          const intent = { deploymentId, paywallId: a!.id, configHash: "cfg_1", status: "applied" as const, diagnostics: [], createdAtMs: NOW, updatedAtMs: NOW + 20, paywallIds: [a!.id, b!.id] }
+          const diagnostic = { code: "duplicate_route" as const, severity: "error" as const, message: "held by another paywall", paywallId: c!.id, relatedPaywallId: a!.id }
+          const stored = yield* l402.upsertDeployment(intent, [
+            { paywallId: a!.id, status: "applied", error: undefined, diagnostics: [], atMs: NOW + 20 },
+            { paywallId: b!.id, status: "applied", error: undefined, diagnostics: [], atMs: NOW + 20 },
+            { paywallId: c!.id, status: "failed", error: "compile_validation_failed", diagnostics: [diagnostic], atMs: NOW + 20 },
+            { paywallId: "pw_unknown", status: "applied", error: undefined, diagnostics: [], atMs: NOW + 20 }
+          ])
+          expect(stored).toMatchObject({ deploymentId, paywallIds: [a!.id, b!.id] })
+          for (const p of [a!, b!]) expect(yield* l402.findPaywall(p.id)).toMatchObject({ lastReconcileStatus: "applied", lastReconcileError: undefined, lastReconcileDiagnostics: [], lastReconciledAtMs: NOW + 20 })
+          expect(yield* l402.findPaywall(c!.id)).toMatchObject({ lastReconcileStatus: "failed", lastReconcileError: "compile_validation_failed", lastReconcileDiagnostics: [diagnostic] })
+          // A later outcome replaces the whole status, diagnostics included.
+          yield* l402.upsertDeployment({ ...intent, status: "rolled_back", updatedAtMs: NOW + 30 }, [{ paywallId: c!.id, status: "rolled_back", error: "health_check_failed", diagnostics: [], atMs: NOW + 30 }])
+          expect(yield* l402.findPaywall(c!.id)).toMatchObject({ lastReconcileStatus: "rolled_back", lastReconcileError: "health_check_failed", lastReconcileDiagnostics: [] })
+          // A user's edit keeps the reconcile status (it is control-plane state, not the owner's).
+          const edited = yield* l402.updatePaywall(c!.id, (p) => Effect.succeed({ ...p, name: "renamed" }))
+          expect(edited).toMatchObject({ name: "renamed", lastReconcileStatus: "rolled_back" })
+          expect(yield* l402.findPaywall(c!.id)).toEqual(edited)
+        }))
+
+      if (name !== "memory") {
+        it.effect("a deployment and its paywalls' reconcile statuses are written all or nothing", () =>
+          Effect.gen(function*() {
+            const auth = yield* Storage.AuthStorage
+            const l402 = yield* Storage.L402Storage
+            const { user } = yield* auth.upsertUser(userInput())
+            const [a, b] = [paywall(user.id), paywall(user.id)]
+            for (const p of [a, b]) yield* l402.insertPaywall(p)
+            const deploymentId = id("dep_reconcile")
+            const intent = { deploymentId, configHash: "cfg_1", status: "applied" as const, diagnostics: [], createdAtMs: NOW, updatedAtMs: NOW, paywallIds: [a.id, b.id] }
+            // The second paywall's status does not fit its column: nothing of the write may remain.
+            const failed = yield* Effect.either(l402.upsertDeployment(intent, [
+              { paywallId: a.id, status: "applied", error: undefined, diagnostics: [], atMs: NOW },
+              { paywallId: b.id, status: "x".repeat(64), error: undefined, diagnostics: [], atMs: NOW }
+            ]))
+            expect(failed._tag).toBe("Left")
+            expect(yield* l402.findPaywall(a.id)).toMatchObject({ lastReconcileStatus: undefined, lastReconciledAtMs: undefined })
+            // The deployment row was not kept either: a new write is a first insert (its own createdAtMs).
+            expect(yield* l402.upsertDeployment({ ...intent, createdAtMs: NOW + 1, updatedAtMs: NOW + 1 })).toMatchObject({ createdAtMs: NOW + 1 })
+          }))
+      }
 
       it.effect("upserts deployments by id keeping createdAtMs, and records gateway events once with their correlation", () =>
         Effect.gen(function*() {
           const l402 = yield* Storage.L402Storage
           const deploymentId = id("dep_reconcile")
-          const first = yield* l402.upsertDeployment({ deploymentId, configHash: "cfg_1", status: "pending", diagnostics: [], createdAtMs: NOW, updatedAtMs: NOW })
+          const first = yield* l402.upsertDeployment({ deploymentId, configHash: "cfg_1", status: "pending", diagnostics: [], createdAtMs: NOW, updatedAtMs: NOW, paywallIds: [] })
           const second = yield* l402.upsertDeployment({
             deploymentId, configHash: "cfg_1", status: "applied", diagnostics: [], appliedAtMs: NOW + 5, imageDigest: "sha256:abc",
-            metadata: { executionPath: "hosted-node" }, createdAtMs: NOW + 5, updatedAtMs: NOW + 5
+            metadata: { executionPath: "hosted-node" }, createdAtMs: NOW + 5, updatedAtMs: NOW + 5, paywallIds: []
           })
           expect(first.status).toBe("pending")
           expect(second).toMatchObject({ status: "applied", createdAtMs: NOW, updatedAtMs: NOW + 5, metadata: { executionPath: "hosted-node" } })

@@ -117,6 +117,11 @@ export interface DeploymentIntent {
   readonly requestId?: string | undefined
   readonly appliedAtMs?: number | undefined
   readonly rolledBackFrom?: string | undefined
+  /**
+   * Every paywall the deployment serves (paywallId, the first route's, among them). Control records a
+   * non-pending intent's outcome as the reconcile status of each, so every owner sees it.
+   */
+  readonly paywallIds?: ReadonlyArray<string> | undefined
 }
 
 export type EventLevel = "info" | "warn" | "error"

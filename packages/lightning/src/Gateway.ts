@@ -2,9 +2,11 @@
 // process, plus the gateway operations API the reconciler drives (the upstream had only the
 // client of this API: UPSTREAM_SPEC §4.1).
 //
-//   GET  /ops/deployment  {deployment: {deploymentId, configHash, imageDigest, appliedAtMs} | null}
+//   GET  /ops/deployment  {deployment: {deploymentId, configHash, imageDigest, appliedAtMs, apertureYaml, routes} | null}
 //   POST /ops/deploy      {requestId, deploymentId, configHash, apertureYaml, routes} → {ok, deployment}
-//   POST /ops/rollback    {requestId} → {ok, deployment}   (409 when there is nothing to roll back to)
+//   POST /ops/rollback    {requestId, deploymentId?} → {ok, deployment}   (409 nothing_to_roll_back when
+//                         there is no previous deployment; 409 rollback_target_mismatch when the
+//                         previous one is not `deploymentId`: a rollback never lands on another table)
 //   GET  /ops/ledger?after=<seq>&limit=<n>  {entries: [{seq, invoice} | {seq, settlement}], next}
 //   POST /ops/ledger/ack  {through: <seq>} → {ok}    (drops the entries up to seq)
 //   anything else         the first compiled route matching Host and path: L402 paywall (price and
@@ -33,10 +35,8 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { canonicalJson } from "@openagents/proto/canonical-json"
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs"
 import { dirname } from "node:path"
-import { sha256 } from "@noble/hashes/sha2"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -47,7 +47,7 @@ import * as Schema from "effect/Schema"
 import type { CompiledRoute } from "./Compiler.js"
 import * as Compiler from "./Compiler.js"
 import type * as L402 from "./L402.js"
-import { equalBytes, toHex, utf8 } from "./internal/bytes.js"
+import { equalBytes, utf8 } from "./internal/bytes.js"
 import { InvoiceLifecycle, Settlement } from "./ControlPlane.js"
 import * as L402Middleware from "./L402Middleware.js"
 
@@ -92,9 +92,20 @@ export type DeployRequest = typeof DeployRequest.Type
 
 export const RollbackRequest = Schema.Struct({ requestId: Schema.String, deploymentId: Schema.optional(Schema.String) })
 
+/**
+ * What `GET /ops/deployment` answers: the active deployment and the table it serves. A gateway
+ * may leave the table out; the reconciler then relies on nothing it would have said (conflicts
+ * fall back to creation order; no rollback while an owner is killed).
+ */
+export const DeploymentWithTable = Schema.Struct({
+  ...Deployment.fields,
+  apertureYaml: Schema.optional(Schema.String),
+  routes: Schema.optional(Schema.Array(CompiledRouteSchema))
+})
+export type DeploymentWithTable = typeof DeploymentWithTable.Type
+
 /** The configHash the compiler gives a YAML and route table. */
-export const configHashOf = (apertureYaml: string, routes: ReadonlyArray<CompiledRoute>): string =>
-  `cfg_${toHex(sha256(utf8(`${apertureYaml}\n${canonicalJson(routes)}`)))}`
+export const configHashOf = Compiler.configHashOf
 
 export const LedgerEntry = Schema.Union(
   Schema.Struct({ seq: Schema.Number, invoice: InvoiceLifecycle }),
@@ -361,6 +372,7 @@ export const make = (options: GatewayOptions) =>
 
     const publicDeployment = (d: ActiveDeployment | undefined) =>
       d === undefined ? null : { deploymentId: d.deploymentId, configHash: d.configHash, imageDigest: d.imageDigest, appliedAtMs: d.appliedAtMs }
+    const withTable = (d: ActiveDeployment | undefined) => d === undefined ? null : { ...publicDeployment(d), apertureYaml: d.apertureYaml, routes: d.routes }
 
     const proxy = (route: CompiledRoute) =>
       Effect.gen(function*() {
@@ -412,7 +424,7 @@ export const make = (options: GatewayOptions) =>
     })
 
     const router = HttpRouter.empty.pipe(
-      HttpRouter.get("/ops/deployment", ops(Effect.map(Ref.get(state), (s) => HttpServerResponse.unsafeJson({ deployment: publicDeployment(s.current) })))),
+      HttpRouter.get("/ops/deployment", ops(Effect.map(Ref.get(state), (s) => HttpServerResponse.unsafeJson({ deployment: withTable(s.current) })))),
       HttpRouter.post(
         "/ops/deploy",
         ops(Effect.gen(function*() {
@@ -449,11 +461,21 @@ export const make = (options: GatewayOptions) =>
       HttpRouter.post(
         "/ops/rollback",
         ops(Effect.gen(function*() {
-          const rolled = yield* transition((s) => {
+          // An operator may roll back by hand with no body (to whatever came before).
+          const text = yield* Effect.orElseSucceed((yield* HttpServerRequest.HttpServerRequest).text, () => "")
+          const body = text.trim() === ""
+            ? { _tag: "Right" as const, right: { deploymentId: undefined } }
+            : yield* Effect.either(Schema.decodeUnknown(Schema.parseJson(RollbackRequest))(text))
+          if (body._tag === "Left") return HttpServerResponse.unsafeJson({ ok: false, error: "invalid_request" }, { status: 400 })
+          const target = body.right.deploymentId
+          const rolled = yield* transition((s): readonly [ActiveDeployment | "nothing_to_roll_back" | "rollback_target_mismatch", GatewayState | undefined] => {
             const previous = s.history.at(-1)
-            return previous === undefined ? [undefined, undefined] as const : [previous, { current: previous, history: s.history.slice(0, -1) }] as const
+            if (previous === undefined) return ["nothing_to_roll_back", undefined] as const
+            // The caller decided what may be served again from what it knew of that deployment.
+            if (target !== undefined && previous.deploymentId !== target) return ["rollback_target_mismatch", undefined] as const
+            return [previous, { current: previous, history: s.history.slice(0, -1) }] as const
           })
-          if (rolled === undefined) return HttpServerResponse.unsafeJson({ ok: false, error: "nothing_to_roll_back" }, { status: 409 })
+          if (typeof rolled === "string") return HttpServerResponse.unsafeJson({ ok: false, error: rolled }, { status: 409 })
           yield* Effect.logInfo(`rolled back to ${rolled.deploymentId}`)
           return HttpServerResponse.unsafeJson({ ok: true, deployment: publicDeployment(rolled) })
         }).pipe(Effect.catchIf((e): e is Error => e instanceof Error, persistFailed)))

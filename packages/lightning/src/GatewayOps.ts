@@ -12,8 +12,8 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type { CompiledRoute } from "./Compiler.js"
-import type { Deployment, LedgerPage } from "./Gateway.js"
-import { Deployment as DeploymentSchema, LedgerPage as LedgerPageSchema } from "./Gateway.js"
+import type { Deployment, DeploymentWithTable, LedgerPage } from "./Gateway.js"
+import { Deployment as DeploymentSchema, DeploymentWithTable as DeploymentWithTableSchema, LedgerPage as LedgerPageSchema } from "./Gateway.js"
 
 export class GatewayOpsError extends Data.TaggedError("GatewayOpsError")<{ readonly operation: string; readonly message: string; readonly status?: number | undefined }> {}
 
@@ -23,7 +23,8 @@ export interface ProbeResponse {
 }
 
 export interface GatewayOpsService {
-  readonly activeDeployment: Effect.Effect<Deployment | null, GatewayOpsError>
+  /** The active deployment, with the table it serves when the gateway reports it. */
+  readonly activeDeployment: Effect.Effect<DeploymentWithTable | null, GatewayOpsError>
   readonly deploy: (request: {
     readonly requestId: string
     readonly deploymentId: string
@@ -31,6 +32,7 @@ export interface GatewayOpsService {
     readonly apertureYaml: string
     readonly routes: ReadonlyArray<CompiledRoute>
   }) => Effect.Effect<Deployment, GatewayOpsError>
+  /** Serve the previous deployment again; refused unless it is `deploymentId`. */
   readonly rollback: (request: { readonly requestId: string; readonly deploymentId: string }) => Effect.Effect<Deployment, GatewayOpsError>
   /** The gateway's ledger entries after `after` (invoices issued, settlements), in order. */
   readonly readLedger: (after: number, limit?: number) => Effect.Effect<LedgerPage, GatewayOpsError>
@@ -71,7 +73,7 @@ export const makeHttp = (config: HttpGatewayOpsConfig) =>
         )
       )
     return {
-      activeDeployment: ops("active_lookup", HttpClientRequest.get("/ops/deployment"), Schema.Struct({ deployment: Schema.NullOr(DeploymentSchema) })).pipe(
+      activeDeployment: ops("active_lookup", HttpClientRequest.get("/ops/deployment"), Schema.Struct({ deployment: Schema.NullOr(DeploymentWithTableSchema) })).pipe(
         Effect.map((r) => r.deployment)
       ),
       deploy: (request) =>

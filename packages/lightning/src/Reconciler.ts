@@ -6,27 +6,35 @@
 //     │  a role credential revoked in control, or not the one control records ────────▶ denied
 //     │  global pause: no paywall is read, the EMPTY table is deployed (dep_denied_<req>) → denied
 //     │  owners with their kill switch on are left out of the compile (their routes stop selling)
-//   compile ── route conflicts ──▶ intent FAILED dep_compile_<req> (compile_validation_failed)
-//     │  a paywall with its own diagnostics is left out; the others compile (Compiler.ts)
+//   look up the active deployment (its table: the incumbents of route conflicts, and what a
+//     │  rollback goes back to); a failure is reported after the pending intent
+//   compile: never fails as a whole; a paywall with its own diagnostics, or giving way in a route
+//     │  conflict, is left out and the others compile (Compiler.ts)
 //   per paywall left out: intent FAILED dep_paywall_<hash> with paywallId and failureCode
-//     │  (security_denied | compile_validation_failed), so its owner sees why
-//   intent PENDING dep_reconcile_<req>
-//   lookup active ── error ──────────────────────────▶ FAILED (active_lookup_failed)
+//     │  (security_denied | compile_validation_failed) and its diagnostics, so its owner sees why
+//   intent PENDING dep_reconcile_<req> (paywallIds: every paywall the table serves)
+//   active lookup failed ────────────────────────────▶ FAILED (active_lookup_failed)
 //   deploy (skipped when the gateway already runs this configHash) ── error ─┐
 //   probe health (2xx) ───────────── error ─┤   (an empty table stops here: nothing to sell)
 //   probe challenge (402 + token + invoice at the route's price) ── error ─┤
 //   probe proxy (2xx with a paid credential) ── error ─┤
 //     │                                        ▼
-//   intent APPLIED                  deployed over a previous deployment?
-//                                     yes (nothing withdrawn by a security control):
-//                                          rollback ── ok ──▶ ROLLED_BACK (rolledBackFrom)
-//                                                   └─ error ─▶ FAILED (rollback_failed)
+//   intent APPLIED                  deployed over a previous deployment, not paused, not empty?
 //                                     no:  FAILED (<code>)
+//                                     yes: re-read the security state ── unreadable / paused ─▶ FAILED (<code>)
+//                                          no owner killed, or none of the previous table's
+//                                          routes is a killed owner's: rollback ──▶ ROLLED_BACK
+//                                          else: deploy the previous table WITHOUT the killed
+//                                          owners' routes (dep_rollback_<req>, recompiled) ─▶ ROLLED_BACK
+//                                          (the previous table unknown: FAILED, nothing goes back)
+//                                          a rollback refused ─▶ FAILED (rollback_failed)
 //
+// Every intent of a deployment names all the paywalls it serves (`paywallIds`): control records
+// its outcome as each one's reconcile status, so every owner sees it, not only the first.
 // Each probe that passes records `gateway_reconcile_{health,challenge,proxy}_ok`; a failure
 // records `gateway_reconcile_failed_<code>` or `gateway_reconcile_rolled_back`. Events carry the
 // deployment id, config hash and execution path (the upstream dropped them: [gap]).
-// `failurePlan` is the pure decision at the bottom of the diagram.
+// `failurePlan` and `rollbackPlan` are the pure decisions at the bottom of the diagram.
 import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
@@ -36,10 +44,10 @@ import * as Bolt11 from "./Bolt11.js"
 import type { CompiledRoute } from "./Compiler.js"
 import * as Compiler from "./Compiler.js"
 import { sha256 } from "@noble/hashes/sha2"
-import type { CredentialRole, DeploymentIntent, EventLevel, Paywall } from "./ControlPlane.js"
+import type { CredentialRole, DeploymentIntent, EventLevel, Paywall, SecurityState } from "./ControlPlane.js"
 import { ControlPlane, credentialFingerprint, isUnauthorized } from "./ControlPlane.js"
 import { toHex, utf8 } from "./internal/bytes.js"
-import type { Deployment } from "./Gateway.js"
+import type { Deployment, DeploymentWithTable } from "./Gateway.js"
 import { GatewayOps } from "./GatewayOps.js"
 import * as L402 from "./L402.js"
 import type { InvoicePayerService } from "./L402Buyer.js"
@@ -93,6 +101,8 @@ export interface ReconcileOutcome {
   readonly routes: number
   /** The gateway already ran this configHash: nothing was deployed. */
   readonly unchanged?: boolean
+  /** For rolled_back: what the gateway serves now, and whose routes were withheld from it. */
+  readonly rollback?: { readonly deploymentId: string; readonly configHash: string; readonly withheldOwnerIds: ReadonlyArray<string> }
   readonly message?: string
 }
 
@@ -102,8 +112,42 @@ export class ReconcileError extends Data.TaggedError("ReconcileError")<{ readonl
 export const failurePlan = (input: { readonly deployed: boolean; readonly previous: Deployment | null }): "rollback" | "fail" =>
   input.deployed && input.previous !== null ? "rollback" : "fail"
 
+/**
+ * How to roll back without serving what a security control withdrew (fail closed):
+ * - "restore": the previous deployment as it was — no owner is killed, or none of its routes is
+ *   a killed owner's or killed paywall's (the gateway refuses to restore any other deployment);
+ * - "filtered": the previous table without those routes, as a new deployment;
+ * - "withheld": nothing goes back — the pause is on, or an owner is killed and the previous
+ *   table is not known (the gateway did not report it, or it does not match its configHash).
+ */
+export const rollbackPlan = (input: {
+  readonly paused: boolean
+  readonly killedOwners: ReadonlySet<string>
+  readonly killedPaywalls: ReadonlySet<string>
+  /** The previous deployment's routes, when known and verified. */
+  readonly previousRoutes: ReadonlyArray<CompiledRoute> | undefined
+}):
+  | { readonly kind: "restore" }
+  | { readonly kind: "filtered"; readonly routes: ReadonlyArray<CompiledRoute>; readonly withheldOwnerIds: ReadonlyArray<string>; readonly withheldRoutes: number }
+  | { readonly kind: "withheld"; readonly reason: string } =>
+{
+  if (input.paused) return { kind: "withheld", reason: "the global pause is on" }
+  if (input.killedOwners.size === 0 && input.killedPaywalls.size === 0) return { kind: "restore" }
+  if (input.previousRoutes === undefined) return { kind: "withheld", reason: "an owner is killed and the previous table is not known" }
+  const withheld = (r: CompiledRoute) => input.killedOwners.has(r.ownerId) || input.killedPaywalls.has(r.paywallId)
+  const routes = input.previousRoutes.filter((r) => !withheld(r))
+  if (routes.length === input.previousRoutes.length) return { kind: "restore" }
+  const withheldOwnerIds = [...new Set(input.previousRoutes.filter(withheld).map((r) => r.ownerId))].sort()
+  return { kind: "filtered", routes, withheldOwnerIds, withheldRoutes: input.previousRoutes.length - routes.length }
+}
+
+const sanitised = (requestId: string) => requestId.replace(/[^A-Za-z0-9_.:-]/g, "_").slice(0, 90)
+
 /** `dep_reconcile_<request id, sanitised, at most 90 chars>`. */
-export const deploymentIdOf = (requestId: string) => `dep_reconcile_${requestId.replace(/[^A-Za-z0-9_.:-]/g, "_").slice(0, 90)}`
+export const deploymentIdOf = (requestId: string) => `dep_reconcile_${sanitised(requestId)}`
+
+/** `dep_rollback_<request id, sanitised>`: a rollback deployed as a recompiled table. */
+export const rollbackIdOf = (requestId: string) => `dep_rollback_${sanitised(requestId)}`
 
 class StepFailed extends Data.TaggedError("StepFailed")<{ readonly code: FailureCode; readonly message: string }> {}
 
@@ -112,6 +156,15 @@ export const probeTargetOf = (routes: ReadonlyArray<CompiledRoute>) => {
   const route = routes.find((r) => r.hostKind === "literal" && r.pathKind === "exact")
   return route === undefined ? undefined : { route, path: route.path, headers: { host: route.host } }
 }
+
+/** The table a deployment serves, if the gateway reported it and it is the one its configHash names. */
+export const verifiedTable = (deployment: DeploymentWithTable | null): ReadonlyArray<CompiledRoute> | undefined =>
+  deployment?.apertureYaml !== undefined && deployment.routes !== undefined &&
+    Compiler.configHashOf(deployment.apertureYaml, deployment.routes) === deployment.configHash
+    ? deployment.routes
+    : undefined
+
+const killedOwnersOf = (security: SecurityState) => new Set(security.ownerControls.filter((o) => o.killSwitch).map((o) => o.ownerId))
 
 export const reconcile = (options: ReconcileOptions = {}) =>
   Effect.gen(function*() {
@@ -156,41 +209,24 @@ export const reconcile = (options: ReconcileOptions = {}) =>
     }
     // The global pause sells nothing: the paywalls are not read and the empty table is deployed.
     const paused = security.right.global.globalPause
-    const killed = new Set(security.right.ownerControls.filter((o) => o.killSwitch).map((o) => o.ownerId))
+    const killed = killedOwnersOf(security.right)
 
     const listed: ReadonlyArray<Paywall> = paused ? [] : yield* cp.listPaywallsForCompile(["active", "paused"]).pipe(
       Effect.mapError((e) => new ReconcileError({ code: "control_plane_unavailable", message: `listing paywalls: ${e.message}` }))
     )
     const isKilled = (p: Paywall) => killed.has(p.ownerId) || p.policy.killSwitch
     const paywalls: ReadonlyArray<Paywall> = listed.filter((p) => !isKilled(p))
-    const compiled = Compiler.compile(paywalls, options.settings)
-    if (!compiled.ok) {
-      const deploymentId = `dep_compile_${requestId}`.slice(0, 64)
-      const named = compiled.diagnostics.find((d) => d.paywallId !== undefined)
-      const owner = named === undefined ? undefined : paywalls.find((p) => p.paywallId === named.paywallId)
-      const at = owner === undefined ? undefined : { paywallId: owner.paywallId, ownerId: owner.ownerId }
-      yield* recordIntent({
-        deploymentId,
-        configHash: compiled.configHash,
-        status: "failed",
-        failureCode: "compile_validation_failed",
-        ...at,
-        diagnostics: compiled.diagnostics,
-        metadata: { executionPath, failure: { code: "compile_validation_failed", diagnostics: compiled.diagnostics.length } }
-      })
-      yield* event(at ?? paywalls[0], "gateway_reconcile_failed_compile_validation_failed", "error", deploymentId, compiled.configHash, {
-        diagnostics: compiled.diagnostics.map((d) => d.code)
-      })
-      return {
-        status: "failed",
-        requestId,
-        deploymentId,
-        configHash: compiled.configHash,
-        failureCode: "compile_validation_failed",
-        diagnostics: compiled.diagnostics,
-        routes: 0
-      } satisfies ReconcileOutcome
+
+    // The gateway's active deployment, before compiling: the routes it serves keep them in a
+    // conflict (no one takes over a live route by editing their paywall), and it is what a
+    // rollback goes back to. A failed lookup is the reconcile's failure after the pending intent.
+    const active = yield* Effect.either(gateway.activeDeployment)
+    const previous: DeploymentWithTable | null = Either.isRight(active) ? active.right : null
+    const previousRoutes = verifiedTable(previous)
+    if (previous?.routes !== undefined && previousRoutes === undefined) {
+      yield* Effect.logWarning(`the gateway's table for ${previous.deploymentId} does not match its configHash ${previous.configHash}: not relied on`)
     }
+    const compiled = Compiler.compile(paywalls, options.settings, { deployed: previousRoutes })
 
     // Each paywall left out gets its own failed intent, so control shows its owner why it is not
     // sold; the id is stable while the paywall and the reason are, so reruns update one record.
@@ -214,13 +250,18 @@ export const reconcile = (options: ReconcileOptions = {}) =>
     for (const paywallId of compiled.excluded) {
       const paywall = paywalls.find((p) => p.paywallId === paywallId)!
       const diagnostics = compiled.diagnostics.filter((d) => d.paywallId === paywallId)
-      yield* excluded(paywall, "compile_validation_failed", { diagnostics, metadata: { executionPath, failure: { code: "compile_validation_failed", diagnostics: diagnostics.length } } })
+      yield* excluded(paywall, "compile_validation_failed", {
+        diagnostics,
+        metadata: { executionPath, failure: { code: "compile_validation_failed", diagnostics: diagnostics.length } }
+      })
     }
 
     const deploymentId = paused ? `dep_denied_${requestId}`.slice(0, 64) : deploymentIdOf(requestId)
     const configHash = compiled.configHash
-    // An empty table sells nothing: there is no paywall to attribute events to, nothing to probe
-    // but health, and no rollback (it would sell again what was just withdrawn).
+    // Every paywall the table serves: each owner sees this deployment's outcome. Events go to the
+    // first route's paywall. An empty table sells nothing: no paywall, nothing to probe but health,
+    // and no rollback (it would sell again what was just withdrawn).
+    const paywallIds = [...new Set(compiled.routes.map((r) => r.paywallId))].sort()
     const firstRoute = compiled.routes[0]
     const at = firstRoute === undefined ? undefined : { paywallId: firstRoute.paywallId, ownerId: firstRoute.ownerId }
     const progress = { healthOk: false, challengeOk: false, proxyOk: false }
@@ -231,15 +272,15 @@ export const reconcile = (options: ReconcileOptions = {}) =>
       progress: { ...progress },
       ...extra
     })
-    yield* recordIntent({ deploymentId, configHash, status: "pending", ...at, metadata: metadata() })
+    const intent = { deploymentId, configHash, ...at, paywallIds }
+    yield* recordIntent({ ...intent, status: "pending", metadata: metadata() })
 
-    let previous: Deployment | null = null
     let deployed = false
     let unchanged = false
     let imageDigest: string | undefined
 
     const steps = Effect.gen(function*() {
-      previous = yield* gateway.activeDeployment.pipe(Effect.mapError((e) => new StepFailed({ code: "active_lookup_failed", message: e.message })))
+      if (Either.isLeft(active)) return yield* Effect.fail(new StepFailed({ code: "active_lookup_failed", message: active.left.message }))
       if (previous?.configHash === configHash) {
         unchanged = true
         imageDigest = previous.imageDigest
@@ -297,51 +338,71 @@ export const reconcile = (options: ReconcileOptions = {}) =>
     const result = yield* Effect.either(steps)
     if (Either.isRight(result)) {
       const appliedAtMs = yield* now
-      yield* recordIntent({ deploymentId, configHash, status: "applied", ...at, appliedAtMs, imageDigest, metadata: metadata({ unchanged }) })
+      yield* recordIntent({ ...intent, status: "applied", appliedAtMs, imageDigest, metadata: metadata({ unchanged }) })
       if (paused) return { status: "denied", requestId, deploymentId, configHash, denyReason: "global_pause_active", routes: 0, unchanged } satisfies ReconcileOutcome
       return { status: "applied", requestId, deploymentId, configHash, routes: compiled.routes.length, unchanged, diagnostics: compiled.diagnostics } satisfies ReconcileOutcome
     }
 
     const failure = result.left
-    const prior = previous as Deployment | null
-    // Never roll back into what a security control withdrew: the previous table may sell a killed
-    // owner's routes (the gateway does not say which routes it held), and an empty one sells nothing.
-    const withdrawn = paused || compiled.routes.length === 0 || listed.some((p) => p.status === "active" && isKilled(p))
-    if (!withdrawn && failurePlan({ deployed, previous: prior }) === "rollback" && prior !== null) {
-      const rolled = yield* Effect.either(gateway.rollback({ requestId, deploymentId: prior.deploymentId }))
-      if (Either.isRight(rolled)) {
-        yield* recordIntent({
-          deploymentId,
-          configHash,
-          status: "rolled_back",
-          failureCode: failure.code,
-          ...at,
-          rolledBackFrom: deploymentId,
-          metadata: metadata({ failure: { code: failure.code, message: failure.message }, rollback: { to: prior.deploymentId, configHash: prior.configHash } })
-        })
-        yield* event(at, "gateway_reconcile_rolled_back", "warn", deploymentId, configHash, { failureCode: failure.code, rolledBackTo: prior.deploymentId })
-        return { status: "rolled_back", requestId, deploymentId, configHash, failureCode: failure.code, routes: compiled.routes.length, message: failure.message } satisfies ReconcileOutcome
-      }
-      yield* recordIntent({
-        deploymentId,
-        configHash,
-        status: "failed",
-        failureCode: "rollback_failed",
-        ...at,
-        metadata: metadata({ failure: { code: "rollback_failed", message: rolled.left.message, cause: failure.code } })
+    const failed = (code: FailureCode, message: string, extra: Record<string, unknown> = {}) =>
+      Effect.gen(function*() {
+        yield* recordIntent({ ...intent, status: "failed", failureCode: code, metadata: metadata({ failure: { code, message, ...extra } }) })
+        yield* event(at, `gateway_reconcile_failed_${code}`, "error", deploymentId, configHash, { message, ...extra })
+        const outcome: ReconcileOutcome = { status: "failed", requestId, deploymentId, configHash, failureCode: code, routes: compiled.routes.length, message }
+        return outcome
       })
+    // Never roll back under the pause, nor from an empty table (it withdrew everything).
+    if (paused || compiled.routes.length === 0 || failurePlan({ deployed, previous }) === "fail" || previous === null) {
+      return yield* failed(failure.code, failure.message)
+    }
+    // What may be served again is decided by the security state now, not at the start of the run.
+    const fresh = yield* Effect.either(cp.getSecurityState)
+    const plan = Either.isLeft(fresh)
+      ? { kind: "withheld" as const, reason: `the security state is unreadable (${fresh.left.code})` }
+      : rollbackPlan({
+        paused: fresh.right.global.globalPause,
+        killedOwners: new Set([...killed, ...killedOwnersOf(fresh.right)]),
+        killedPaywalls: new Set(listed.filter(isKilled).map((p) => p.paywallId)),
+        previousRoutes
+      })
+    if (plan.kind === "withheld") {
+      yield* Effect.logWarning(`reconcile ${requestId}: no rollback to ${previous.deploymentId}: ${plan.reason}`)
+      return yield* failed(failure.code, failure.message, { rollbackWithheld: plan.reason })
+    }
+    const rollbackId = rollbackIdOf(requestId)
+    const table = plan.kind === "filtered" ? Compiler.routeTable(plan.routes, options.settings) : undefined
+    const rolled = yield* Effect.either(
+      table === undefined
+        ? gateway.rollback({ requestId, deploymentId: previous.deploymentId })
+        : gateway.deploy({ requestId, deploymentId: rollbackId, configHash: table.configHash, apertureYaml: table.apertureYaml, routes: table.routes })
+    )
+    if (Either.isLeft(rolled)) {
+      yield* recordIntent({ ...intent, status: "failed", failureCode: "rollback_failed", metadata: metadata({ failure: { code: "rollback_failed", message: rolled.left.message, cause: failure.code } }) })
       yield* event(at, "gateway_reconcile_failed_rollback_failed", "error", deploymentId, configHash, { cause: failure.code })
       return { status: "failed", requestId, deploymentId, configHash, failureCode: "rollback_failed", routes: compiled.routes.length, message: rolled.left.message } satisfies ReconcileOutcome
     }
+    const rollback = table === undefined
+      ? { deploymentId: previous.deploymentId, configHash: previous.configHash, withheldOwnerIds: [] as ReadonlyArray<string> }
+      : { deploymentId: rollbackId, configHash: table.configHash, withheldOwnerIds: plan.kind === "filtered" ? plan.withheldOwnerIds : [] }
+    const filtered = plan.kind === "filtered"
+      ? { filtered: { deploymentId: rollbackId, configHash: rollback.configHash, routes: plan.routes.length, withheldRoutes: plan.withheldRoutes, withheldOwnerIds: plan.withheldOwnerIds } }
+      : {}
     yield* recordIntent({
+      ...intent,
+      status: "rolled_back",
+      failureCode: failure.code,
+      rolledBackFrom: deploymentId,
+      metadata: metadata({ failure: { code: failure.code, message: failure.message }, rollback: { to: previous.deploymentId, configHash: previous.configHash, ...filtered } })
+    })
+    yield* event(at, "gateway_reconcile_rolled_back", "warn", deploymentId, configHash, { failureCode: failure.code, rolledBackTo: previous.deploymentId, ...filtered })
+    return {
+      status: "rolled_back",
+      requestId,
       deploymentId,
       configHash,
-      status: "failed",
       failureCode: failure.code,
-      ...at,
-      metadata: metadata({ failure: { code: failure.code, message: failure.message } })
-    })
-    yield* event(at, `gateway_reconcile_failed_${failure.code}`, "error", deploymentId, configHash, { message: failure.message })
-    return { status: "failed", requestId, deploymentId, configHash, failureCode: failure.code, routes: compiled.routes.length, message: failure.message } satisfies ReconcileOutcome
+      routes: compiled.routes.length,
+      rollback,
+      message: failure.message
+    } satisfies ReconcileOutcome
   })
-

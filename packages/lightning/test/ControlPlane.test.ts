@@ -84,7 +84,7 @@ describe("proto conversions", () => {
     })
     const paywall = ControlPlaneProto.paywallFromProto(proto)
     expect(paywall).toMatchObject({ status: "active", policy: { pricingMode: "fixed", fixedAmountMsats: 21_000 }, routes: [{ protocol: "http", timeoutMs: 6000 }] })
-    expect(Compiler.compile([paywall]).ok).toBe(true)
+    expect(Compiler.compile([paywall]).excluded).toEqual([])
     const failed = Compiler.compile([{ ...paywall, policy: { ...paywall.policy, fixedAmountMsats: 1 } }])
     const diagnostics = failed.diagnostics.map(ControlPlaneProto.diagnosticToProto)
     expect(diagnostics.map((d) => toJson(v1.CompileDiagnosticSchema, d))).toEqual([

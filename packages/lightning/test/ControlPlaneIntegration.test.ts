@@ -67,7 +67,7 @@ interface Answer {
   readonly body: any
 }
 
-const request = (method: "GET" | "POST", url: string, options: { readonly body?: unknown; readonly headers?: Record<string, string> } = {}) =>
+const request = (method: "GET" | "POST" | "PATCH", url: string, options: { readonly body?: unknown; readonly headers?: Record<string, string> } = {}) =>
   Effect.gen(function*() {
     const http = yield* HttpClient.HttpClient
     let req = HttpClientRequest.make(method)(url).pipe(HttpClientRequest.setHeaders(options.headers ?? {}))
@@ -289,7 +289,7 @@ for (const [storageName, storage] of storages) {
           routes: [expect.objectContaining({ routeId: `route_${paywall.id}`, hostPattern: "127.0.0.1", pathPattern: PAID_PATH, upstreamUrl: lightning.upstreamUrl, protocol: "http", timeoutMs: 5_000 })]
         })])
         const compiled = Compiler.compile(listed)
-        expect(compiled.ok).toBe(true)
+        expect(compiled.excluded).toEqual([])
         expect(outcome.configHash).toBe(compiled.configHash)
         expect((yield* lightning.gateway.current)?.configHash).toBe(compiled.configHash)
 
@@ -383,6 +383,91 @@ for (const [storageName, storage] of storages) {
         const reused = { ...(replays[0]!.input as ControlPlane.Settlement), amountMsats: PRICE_MSATS + 1_000 }
         const conflict = yield* Effect.flip(replayed.port.ingestSettlement(reused))
         expect(conflict).toMatchObject({ _tag: "ControlPlaneError", code: "conflict" })
+      }).pipe(quiet))
+
+    it.scopedLive("a deployment serving several owners: EVERY owner sees its outcome (applied, then rolled back) on their own paywall", () =>
+      Effect.gen(function*() {
+        const { auth, control, lightning, ownerView, paywall, run } = yield* world(storage)
+        // A second owner, a second paywall (probed after the first: its path sorts later).
+        const other = yield* control.signIn
+        const created = yield* request("POST", `${control.url}/api/l402/paywalls`, {
+          headers: other,
+          body: { name: "second owner", hostRegexp: "127.0.0.1", pathRegexp: "/zz/other", priceMsats: 2 * PRICE_MSATS, upstream: lightning.upstreamUrl }
+        })
+        expect(created.status).toBe(201)
+        const otherView = Effect.map(request("GET", `${control.url}/api/l402/paywalls/${created.body.data.id}`, { headers: other }), (r) => r.body.data)
+
+        const applied = yield* run()
+        expect(applied.outcome).toMatchObject({ status: "applied", routes: 2 })
+        const intent = applied.calls.filter((c) => c.operation === "recordDeploymentIntent").at(-1)!.answer
+        expect(intent).toMatchObject({ status: "applied", deploymentId: applied.outcome.deploymentId, paywallIds: [paywall.id, created.body.data.id].sort() })
+        expect(yield* ownerView).toMatchObject({ lastReconcileStatus: "applied" })
+        expect(yield* otherView).toMatchObject({ lastReconcileStatus: "applied", lastReconciledAt: expect.any(String) })
+        const snapshot = yield* control.internal("query", "lightning/ops:listPaywallControlPlaneState")
+        expect(snapshot.body.paywalls.map((p: any) => p.lastReconcileStatus)).toEqual(["applied", "applied"])
+
+        // The first owner points their paywall at a dead upstream: the proxy probe fails and the
+        // gateway is rolled back; both owners' paywalls were in that deployment, both see it.
+        const dead = yield* serve(HttpRouter.empty.pipe(HttpRouter.all("*", Effect.succeed(HttpServerResponse.text("down", { status: 503 })))))
+        expect((yield* request("PATCH", `${control.url}/api/l402/paywalls/${paywall.id}`, { headers: auth, body: { upstream: dead } })).status).toBe(200)
+        const rolled = yield* run()
+        expect(rolled.outcome).toMatchObject({ status: "rolled_back", failureCode: "proxy_check_failed" })
+        expect((yield* lightning.gateway.current)?.configHash).toBe(applied.outcome.configHash)
+        expect(yield* ownerView).toMatchObject({ lastReconcileStatus: "rolled_back", lastReconcileError: "proxy_check_failed" })
+        expect(yield* otherView).toMatchObject({ lastReconcileStatus: "rolled_back", lastReconcileError: "proxy_check_failed" })
+      }).pipe(quiet))
+
+    it.scopedLive("a route conflict between owners: the newcomer's paywall is left out and its owner sees why through control; the deployed owner keeps selling, the others still deploy", () =>
+      Effect.gen(function*() {
+        const { control, lightning, ownerView, paywall, run } = yield* world(storage)
+        expect((yield* run()).outcome).toMatchObject({ status: "applied", routes: 1 })
+        const ownerOf = (auth: Record<string, string>, id: string) => Effect.map(request("GET", `${control.url}/api/l402/paywalls/${id}`, { headers: auth }), (r) => r.body.data)
+        const create = (auth: Record<string, string>, pathRegexp: string) =>
+          Effect.map(request("POST", `${control.url}/api/l402/paywalls`, {
+            headers: auth,
+            body: { name: "another owner", hostRegexp: "127.0.0.1", pathRegexp, priceMsats: PRICE_MSATS, upstream: lightning.upstreamUrl }
+          }), (r) => {
+            expect(r.status).toBe(201)
+            return r.body.data as { readonly id: string }
+          })
+        // A second owner claims the first owner's live route; a third owner adds an unrelated one.
+        const squatter = yield* control.signIn
+        const squat = yield* create(squatter, PAID_PATH)
+        const third = yield* control.signIn
+        const unrelated = yield* create(third, "/third/route")
+
+        const { calls, outcome } = yield* run()
+        expect(outcome).toMatchObject({ status: "applied", routes: 2 })
+        expect((yield* lightning.gateway.current)!.routes.map((r) => r.paywallId).sort()).toEqual([paywall.id, unrelated.id].sort())
+        // The squatter's own record, as control stored it, and what its owner reads.
+        const left = calls.filter((c) => c.operation === "recordDeploymentIntent").map((c) => c.answer).find((d) => d.paywallId === squat.id)
+        expect(left).toMatchObject({
+          status: "failed",
+          failureCode: "compile_validation_failed",
+          diagnostics: [expect.objectContaining({ code: "duplicate_route", paywallId: squat.id, relatedPaywallId: paywall.id })]
+        })
+        const seen = yield* ownerOf(squatter, squat.id)
+        expect(seen).toMatchObject({
+          lastReconcileStatus: "failed",
+          lastReconcileError: "compile_validation_failed",
+          lastReconcileDiagnostics: [{ code: "duplicate_route", severity: "error", routeId: `route_${squat.id}`, message: expect.stringMatching(/another owner's paywall.*it is deployed/) }]
+        })
+        expect(JSON.stringify(seen)).not.toContain(paywall.id)
+        expect(yield* ownerView).toMatchObject({ lastReconcileStatus: "applied" })
+        expect((yield* ownerView).lastReconcileDiagnostics).toBeUndefined()
+        expect(yield* ownerOf(third, unrelated.id)).toMatchObject({ lastReconcileStatus: "applied" })
+        // The live route is still the first owner's: a paid request reaches the upstream for it.
+        const buyer = yield* lightning.buyer
+        const { response } = yield* buyer.fetch(HttpClientRequest.get(`${lightning.gatewayUrl}${PAID_PATH}`))
+        expect(response.status).toBe(200)
+        expect(lightning.upstreamHits.at(-1)).toEqual({ url: PAID_PATH, paywallId: paywall.id })
+
+        // The squatter moves elsewhere: compiled at the next run, and the diagnostics are gone.
+        expect((yield* request("PATCH", `${control.url}/api/l402/paywalls/${squat.id}`, { headers: squatter, body: { pathRegexp: "/squatter/own" } })).status).toBe(200)
+        expect((yield* run()).outcome).toMatchObject({ status: "applied", routes: 3 })
+        const moved = yield* ownerOf(squatter, squat.id)
+        expect(moved).toMatchObject({ lastReconcileStatus: "applied" })
+        expect(moved.lastReconcileDiagnostics).toBeUndefined()
       }).pipe(quiet))
 
     it.scopedLive("fails closed on the live gateway: the global pause deploys the empty table (recorded), an owner kill switch compiles that owner out and control shows why", () =>

@@ -9,7 +9,7 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import {
-  ControlPlane, Gateway, GatewayOps, L402, L402Buyer, LightningOps, LndRest, LndSimulator, MemoryControlPlane, MemoryLedger, Reconciler, WalletExecutor, WalletExecutorHttp
+  Bolt11, Compiler, ControlPlane, Gateway, GatewayOps, L402, L402Buyer, LightningOps, LndRest, LndSimulator, MemoryControlPlane, MemoryLedger, Reconciler, WalletExecutor, WalletExecutorHttp
 } from "@openagents/lightning"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -89,9 +89,9 @@ describe("reconciler", () => {
       expect(again).toMatchObject({ status: "applied", unchanged: true, configHash: outcome.configHash })
     }))
 
-  it.scopedLive("a paywall that does not compile is left out (its own failed intent, with paywallId and failureCode); a route conflict fails the compile and deploys nothing", () =>
+  it.scopedLive("a paywall that does not compile is left out (its own failed intent, with paywallId and failureCode); so is the one that gives way in a route conflict between owners, and the others still deploy", () =>
     Effect.gen(function*() {
-      const { cp, gateway, run, upstreamUrl } = yield* world
+      const { cp, gateway, gatewayUrl, run, upstreamUrl } = yield* world
       cp.setPaywalls([paywall("pw_a", "owner_1", upstreamUrl, "/paid/a"), paywall("pw_bad", "owner_2", upstreamUrl, "/x", 1_500)])
       const outcome = yield* run({ requestId: "isolated" })
       expect(outcome).toMatchObject({ status: "applied", routes: 1, diagnostics: [expect.objectContaining({ code: "price_not_whole_sats", paywallId: "pw_bad" })] })
@@ -103,15 +103,24 @@ describe("reconciler", () => {
       yield* run({ requestId: "isolated-2" })
       expect(cp.intents().filter((i) => i.paywallId === "pw_bad")).toHaveLength(1)
 
-      const before = (yield* gateway.current)?.configHash
-      cp.setPaywalls([paywall("pw_a", "owner_1", upstreamUrl, "/same"), paywall("pw_b", "owner_2", upstreamUrl, "/same")])
+      // Another owner claims pw_a's live route, while a third owner changes their own paywall:
+      // the newcomer is left out, pw_a keeps its route, the third owner's change deploys.
+      const status = (path: string) => Effect.map(GatewayOps.GatewayOps.pipe(Effect.flatMap((g) => g.probe(path, { host: "127.0.0.1" }))), (r) => r.status)
+        .pipe(Effect.provide(GatewayOps.layerHttp({ baseUrl: gatewayUrl, opsToken: OPS }).pipe(Layer.provide(NodeHttpClient.layer))))
+      cp.setPaywalls([
+        { ...paywall("pw_a", "owner_1", upstreamUrl, "/paid/a"), createdAtMs: 50 },
+        { ...paywall("pw_squat", "owner_2", upstreamUrl, "/paid/a"), createdAtMs: 10 }, // older, but not deployed
+        paywall("pw_c", "owner_3", upstreamUrl, "/paid/c")
+      ])
       const conflict = yield* run({ requestId: "dup" })
-      expect(conflict).toMatchObject({ status: "failed", failureCode: "compile_validation_failed", deploymentId: "dep_compile_dup" })
-      const intent = cp.intents().find((i) => i.deploymentId === "dep_compile_dup")!
-      expect(intent).toMatchObject({ status: "failed", failureCode: "compile_validation_failed", paywallId: "pw_b", ownerId: "owner_2" })
-      expect((intent.diagnostics as Array<{ code: string }>).map((d) => d.code)).toEqual(["duplicate_route"])
-      expect(cp.events().at(-1)).toMatchObject({ eventType: "gateway_reconcile_failed_compile_validation_failed", paywallId: "pw_b" })
-      expect((yield* gateway.current)?.configHash).toBe(before)
+      expect(conflict).toMatchObject({ status: "applied", routes: 2, deploymentId: "dep_reconcile_dup" })
+      expect((yield* gateway.current)?.routes.map((r) => r.paywallId)).toEqual(["pw_a", "pw_c"])
+      expect(yield* status("/paid/c")).toBe(402)
+      const squat = cp.intents().find((i) => i.paywallId === "pw_squat")!
+      expect(squat).toMatchObject({ status: "failed", failureCode: "compile_validation_failed", ownerId: "owner_2" })
+      expect(squat.diagnostics).toEqual([expect.objectContaining({ code: "duplicate_route", paywallId: "pw_squat", relatedPaywallId: "pw_a", message: expect.stringMatching(/it is deployed/) })])
+      // The deployment's intent names every paywall it serves, not only the first.
+      expect(cp.intents().find((i) => i.deploymentId === "dep_reconcile_dup")).toMatchObject({ status: "applied", paywallId: "pw_a", paywallIds: ["pw_a", "pw_c"] })
     }))
 
   it.scopedLive("security gates fail closed on the live gateway: the global pause deploys the empty table, a kill switch removes that owner's routes; an unreadable state denies", () =>
@@ -194,16 +203,138 @@ describe("reconciler", () => {
       expect(Reconciler.failurePlan({ deployed: false, previous: { deploymentId: "x", configHash: "y" } })).toBe("fail")
     }))
 
-  it.scopedLive("never rolls back into what a kill switch withdrew: a failed probe after compiling a killed owner out leaves the new table", () =>
+  it.scopedLive("owner killed + another owner's deployment fails health: rolled back to the previous table WITHOUT the killed owner's routes (recompiled); the global pause still blocks everything", () =>
     Effect.gen(function*() {
-      const { cp, gateway, run, setHealthy, upstreamUrl } = yield* world
+      const { cp, gateway, gatewayUrl, run, setHealthy, upstreamUrl } = yield* world
+      const probe = (path: string) =>
+        GatewayOps.GatewayOps.pipe(Effect.flatMap((g) => g.probe(path, { host: "127.0.0.1" })), Effect.provide(GatewayOps.layerHttp({ baseUrl: gatewayUrl, opsToken: OPS }).pipe(Layer.provide(NodeHttpClient.layer))))
+      const priceAt = (path: string) =>
+        Effect.flatMap(probe(path), (r) => {
+          expect(r.status).toBe(402)
+          return Effect.map(Effect.flatMap(L402.parseChallenge(r.headers["www-authenticate"] ?? ""), (c) => Bolt11.decode(c.invoice)), (i) => i.amountMsats)
+        })
+      cp.setPaywalls([paywall("pw_a", "owner_1", upstreamUrl, "/paid/a"), paywall("pw_b", "owner_2", upstreamUrl, "/paid/b")])
+      const both = yield* run({ requestId: "both" })
+      expect(both).toMatchObject({ status: "applied", routes: 2 })
+
+      // Owner 1 is killed; owner 2 reprices; the new table (owner 2 only) fails its health check.
+      cp.setOwnerKillSwitch("owner_1", true)
+      cp.setPaywalls([paywall("pw_a", "owner_1", upstreamUrl, "/paid/a"), paywall("pw_b", "owner_2", upstreamUrl, "/paid/b", 42_000)])
+      setHealthy(false)
+      const outcome = yield* run({ requestId: "b-fails" })
+      expect(outcome).toMatchObject({
+        status: "rolled_back",
+        failureCode: "health_check_failed",
+        rollback: { deploymentId: "dep_rollback_b-fails", withheldOwnerIds: ["owner_1"] }
+      })
+      const current = (yield* gateway.current)!
+      // The previous table, recompiled without owner 1: a new deployment, a new configHash.
+      expect(current).toMatchObject({ deploymentId: "dep_rollback_b-fails", configHash: outcome.rollback!.configHash })
+      expect(current.configHash).not.toBe(both.configHash)
+      expect(current.routes.map((r) => [r.paywallId, r.priceMsats])).toEqual([["pw_b", 21_000]])
+      const expected = Compiler.compile([paywall("pw_b", "owner_2", upstreamUrl, "/paid/b")])
+      expect(current.configHash).toBe(expected.configHash)
+      // Through the real gateway: owner 1's route is not served; owner 2's OLD route is.
+      setHealthy(true)
+      expect((yield* probe("/paid/a")).status).toBe(404)
+      expect(yield* priceAt("/paid/b")).toBe(21_000n)
+      const intent = cp.intents().find((i) => i.deploymentId === "dep_reconcile_b-fails")!
+      expect(intent).toMatchObject({ status: "rolled_back", failureCode: "health_check_failed", paywallIds: ["pw_b"] })
+      expect(intent.metadata).toMatchObject({
+        rollback: { to: "dep_reconcile_both", configHash: both.configHash, filtered: { deploymentId: "dep_rollback_b-fails", configHash: current.configHash, routes: 1, withheldRoutes: 1, withheldOwnerIds: ["owner_1"] } }
+      })
+      expect(cp.events().at(-1)).toMatchObject({ eventType: "gateway_reconcile_rolled_back", paywallId: "pw_b" })
+      expect(cp.intents().find((i) => i.paywallId === "pw_a" && i.deploymentId.startsWith("dep_paywall_"))).toMatchObject({ status: "failed", failureCode: "security_denied" })
+
+      // The next healthy run deploys owner 2's new price; owner 1 stays out.
+      expect(yield* run({ requestId: "healthy" })).toMatchObject({ status: "applied", routes: 1 })
+      expect(yield* priceAt("/paid/b")).toBe(42_000n)
+      expect((yield* probe("/paid/a")).status).toBe(404)
+
+      // The global pause: the empty table is deployed; its failed health check rolls nothing back.
+      cp.setGlobalPause(true, "incident")
+      setHealthy(false)
+      expect(yield* run({ requestId: "paused" })).toMatchObject({ status: "failed", failureCode: "health_check_failed", deploymentId: "dep_denied_paused" })
+      setHealthy(true)
+      expect((yield* gateway.current)?.routes).toEqual([])
+      expect((yield* probe("/paid/a")).status).toBe(404)
+      expect((yield* probe("/paid/b")).status).toBe(404)
+    }))
+
+  it.scopedLive("a rollback is decided by the security state at rollback time: a pause or a kill switch set during the run withholds or filters it", () =>
+    Effect.gen(function*() {
+      const { cp, gateway, opsLayer, run, upstreamUrl } = yield* world
+      cp.setPaywalls([paywall("pw_a", "owner_1", upstreamUrl, "/paid/a"), paywall("pw_b", "owner_2", upstreamUrl, "/paid/b")])
+      const both = yield* run({ requestId: "both" })
+      // The health check fails, and meanwhile an operator acts.
+      const failingHealth = (during: () => void) =>
+        scripted(opsLayer, {
+          probe: (url, headers) =>
+            url === "/healthz"
+              ? Effect.sync(() => {
+                during()
+                return { status: 503, headers: {} }
+              })
+              : Effect.flatMap(GatewayOps.GatewayOps, (g) => g.probe(url, headers)).pipe(Effect.provide(opsLayer))
+        })
+      cp.setPaywalls([paywall("pw_a", "owner_1", upstreamUrl, "/paid/a", 30_000), paywall("pw_b", "owner_2", upstreamUrl, "/paid/b")])
+      const paused = yield* run({ requestId: "pause-during" }, failingHealth(() => cp.setGlobalPause(true)))
+      expect(paused).toMatchObject({ status: "failed", failureCode: "health_check_failed" })
+      expect(cp.intents().find((i) => i.deploymentId === "dep_reconcile_pause-during")?.metadata).toMatchObject({ failure: { rollbackWithheld: "the global pause is on" } })
+      // Nothing went back: the gateway keeps the table this run deployed (the next run drains it).
+      expect((yield* gateway.current)?.deploymentId).toBe("dep_reconcile_pause-during")
+      cp.setGlobalPause(false)
+
+      expect(yield* run({ requestId: "both-again" }, opsLayer)).toMatchObject({ status: "applied", routes: 2 })
+      cp.setPaywalls([paywall("pw_a", "owner_1", upstreamUrl, "/paid/a"), paywall("pw_b", "owner_2", upstreamUrl, "/paid/b", 30_000)])
+      const killed = yield* run({ requestId: "kill-during" }, failingHealth(() => cp.setOwnerKillSwitch("owner_1", true)))
+      expect(killed).toMatchObject({ status: "rolled_back", rollback: { deploymentId: "dep_rollback_kill-during", withheldOwnerIds: ["owner_1"] } })
+      expect((yield* gateway.current)?.routes.map((r) => [r.paywallId, r.priceMsats])).toEqual([["pw_b", 21_000]])
+      expect(both.configHash).toBeDefined()
+    }))
+
+  it.scopedLive("fails closed when the previous table is unknown: with an owner killed and a gateway that does not report its table, nothing is rolled back", () =>
+    Effect.gen(function*() {
+      const { cp, gateway, opsLayer, run, setHealthy, upstreamUrl } = yield* world
       cp.setPaywalls([paywall("pw_a", "owner_1", upstreamUrl, "/paid/a"), paywall("pw_b", "owner_2", upstreamUrl, "/paid/b")])
       expect(yield* run({ requestId: "both" })).toMatchObject({ status: "applied", routes: 2 })
+      const tableless = scripted(opsLayer, {
+        activeDeployment: Effect.flatMap(GatewayOps.GatewayOps, (g) => g.activeDeployment).pipe(
+          Effect.provide(opsLayer),
+          Effect.map((d) => d === null ? null : { deploymentId: d.deploymentId, configHash: d.configHash })
+        )
+      })
       cp.setOwnerKillSwitch("owner_2", true)
       setHealthy(false)
-      expect(yield* run({ requestId: "killed" })).toMatchObject({ status: "failed", failureCode: "health_check_failed" })
+      const outcome = yield* run({ requestId: "killed" }, tableless)
+      expect(outcome).toMatchObject({ status: "failed", failureCode: "health_check_failed" })
       expect((yield* gateway.current)?.routes.map((r) => r.paywallId)).toEqual(["pw_a"])
-      expect(cp.intents().find((i) => i.deploymentId === "dep_reconcile_killed")).toMatchObject({ status: "failed", failureCode: "health_check_failed" })
+      expect(cp.intents().find((i) => i.deploymentId === "dep_reconcile_killed")).toMatchObject({
+        status: "failed", failureCode: "health_check_failed", metadata: expect.objectContaining({ failure: expect.objectContaining({ rollbackWithheld: expect.stringMatching(/previous table is not known/) }) })
+      })
+      // A forged table (not the one its configHash names) is not relied on either.
+      const forged = scripted(opsLayer, {
+        activeDeployment: Effect.flatMap(GatewayOps.GatewayOps, (g) => g.activeDeployment).pipe(
+          Effect.provide(opsLayer),
+          Effect.map((d) => d === null ? null : { ...d, routes: [] })
+        )
+      })
+      cp.setPaywalls([paywall("pw_a", "owner_1", upstreamUrl, "/paid/a", 50_000), paywall("pw_b", "owner_2", upstreamUrl, "/paid/b")])
+      expect(yield* run({ requestId: "forged" }, forged)).toMatchObject({ status: "failed", failureCode: "health_check_failed" })
+      expect((yield* gateway.current)?.deploymentId).toBe("dep_reconcile_forged")
+    }))
+
+  it.scopedLive("the gateway restores only the deployment the reconciler decided on: another previous deployment is a 409", () =>
+    Effect.gen(function*() {
+      const { cp, gateway, opsLayer, run, upstreamUrl } = yield* world
+      yield* run({ requestId: "one" })
+      cp.setPaywalls([paywall("pw_a", "owner_1", upstreamUrl, "/paid/a", 30_000)])
+      yield* run({ requestId: "two" })
+      const refused = yield* Effect.flip(Effect.flatMap(GatewayOps.GatewayOps, (g) => g.rollback({ requestId: "r", deploymentId: "dep_reconcile_other" })).pipe(Effect.provide(opsLayer)))
+      expect(refused).toMatchObject({ status: 409, message: expect.stringMatching(/rollback_target_mismatch/) })
+      expect((yield* gateway.current)?.deploymentId).toBe("dep_reconcile_two")
+      const restored = yield* Effect.flatMap(GatewayOps.GatewayOps, (g) => g.rollback({ requestId: "r", deploymentId: "dep_reconcile_one" })).pipe(Effect.provide(opsLayer))
+      expect(restored.deploymentId).toBe("dep_reconcile_one")
     }))
 })
 

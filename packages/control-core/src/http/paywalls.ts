@@ -24,7 +24,19 @@ export const paywallView = (row: PaywallRow): PaywallView => ({
   ...(row.deletedAtMs !== undefined ? { archivedAt: iso(row.deletedAtMs) } : {}),
   ...(row.lastReconcileStatus !== undefined ? { lastReconcileStatus: row.lastReconcileStatus } : {}),
   ...(row.lastReconcileError !== undefined ? { lastReconcileError: row.lastReconcileError } : {}),
-  ...(row.lastReconciledAtMs !== undefined ? { lastReconciledAt: iso(row.lastReconciledAtMs) } : {})
+  ...(row.lastReconciledAtMs !== undefined ? { lastReconciledAt: iso(row.lastReconciledAtMs) } : {}),
+  // The owner's own view of why: code, message and the route (the other paywall of a conflict
+  // stays with the operators, in the deployment intent).
+  ...(row.lastReconcileDiagnostics.length > 0
+    ? {
+      lastReconcileDiagnostics: row.lastReconcileDiagnostics.map((d) => ({
+        code: d.code,
+        severity: d.severity,
+        message: d.message,
+        ...(d.routeId !== undefined ? { routeId: d.routeId } : {})
+      }))
+    }
+    : {})
 })
 
 const one = <E, R>(effect: Effect.Effect<PaywallRow, E, R>) => orInternal(Effect.map(effect, (row) => ({ data: paywallView(row) })))

@@ -252,17 +252,18 @@ export const make = Effect.gen(function*() {
         })
       })),
 
-    upsertDeployment: (d) =>
+    upsertDeployment: (d, reconciled = []) =>
       sync(() => {
         const existing = state.deployments.get(d.deploymentId)
         const next = existing === undefined ? d : { ...d, createdAtMs: existing.createdAtMs }
         state.deployments.set(d.deploymentId, next)
+        for (const r of reconciled) {
+          const p = state.paywalls.get(r.paywallId)
+          if (p !== undefined) {
+            state.paywalls.set(r.paywallId, { ...p, lastReconcileStatus: r.status, lastReconcileError: r.error, lastReconcileDiagnostics: r.diagnostics, lastReconciledAtMs: r.atMs })
+          }
+        }
         return next
-      }),
-    setReconcileStatus: (paywallId, status, error, atMs) =>
-      sync(() => {
-        const p = state.paywalls.get(paywallId)
-        if (p !== undefined) state.paywalls.set(paywallId, { ...p, lastReconcileStatus: status, lastReconcileError: error, lastReconciledAtMs: atMs })
       }),
     insertGatewayEvent: (e) =>
       sync(() => {

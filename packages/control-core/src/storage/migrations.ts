@@ -209,5 +209,13 @@ export const migrations = {
         last_rotated_at_ms bigint,
         revoked_at_ms bigint
       );
+    `)),
+
+  // Reconcile outcomes per paywall: a deployment intent names every paywall it serves, and the
+  // diagnostics that left a paywall out are kept with its last reconcile status.
+  "0003_control_l402_reconcile_per_paywall": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe(`
+      ALTER TABLE control.l402_paywalls ADD COLUMN last_reconcile_diagnostics jsonb NOT NULL DEFAULT '[]';
+      ALTER TABLE control.l402_control_plane_deployments ADD COLUMN paywall_ids jsonb NOT NULL DEFAULT '[]';
     `))
 }

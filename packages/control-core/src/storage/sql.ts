@@ -142,6 +142,7 @@ const toPaywall = (r: Row): PaywallRow => ({
   lastReconcileStatus: str(r.last_reconcile_status),
   lastReconcileError: str(r.last_reconcile_error),
   lastReconciledAtMs: num(r.last_reconciled_at_ms),
+  lastReconcileDiagnostics: (r.last_reconcile_diagnostics ?? []) as ReadonlyArray<CompileDiagnostic>,
   createdAtMs: Number(r.created_at_ms),
   updatedAtMs: Number(r.updated_at_ms),
   deletedAtMs: num(r.deleted_at_ms)
@@ -162,7 +163,8 @@ const toDeployment = (r: Row): DeploymentIntent =>
     requestId: str(r.request_id),
     metadata: r.metadata ?? undefined,
     createdAtMs: Number(r.created_at_ms),
-    updatedAtMs: Number(r.updated_at_ms)
+    updatedAtMs: Number(r.updated_at_ms),
+    paywallIds: (r.paywall_ids ?? []) as ReadonlyArray<string>
   }) as DeploymentIntent
 
 const toEvent = (r: Row): GatewayEvent =>
@@ -524,6 +526,7 @@ export const makeL402: Effect.Effect<L402StorageService, never, SqlClient.SqlCli
           last_reconcile_status: nul(p.lastReconcileStatus),
           last_reconcile_error: nul(p.lastReconcileError),
           last_reconciled_at_ms: nul(p.lastReconciledAtMs),
+          last_reconcile_diagnostics: JSON.stringify(p.lastReconcileDiagnostics),
           created_at_ms: p.createdAtMs,
           updated_at_ms: p.updatedAtMs,
           deleted_at_ms: nul(p.deletedAtMs)
@@ -561,14 +564,15 @@ export const makeL402: Effect.Effect<L402StorageService, never, SqlClient.SqlCli
           path_regexp = ${p.pathRegexp}, price_msats = ${p.priceMsats}, upstream = ${p.upstream},
           enabled = ${p.enabled}, meta = ${JSON.stringify(p.meta)}, updated_at_ms = ${p.updatedAtMs},
           deleted_at_ms = ${nul(p.deletedAtMs)}, last_reconcile_status = ${nul(p.lastReconcileStatus)},
-          last_reconcile_error = ${nul(p.lastReconcileError)}, last_reconciled_at_ms = ${nul(p.lastReconciledAtMs)}
+          last_reconcile_error = ${nul(p.lastReconcileError)}, last_reconciled_at_ms = ${nul(p.lastReconciledAtMs)},
+          last_reconcile_diagnostics = ${JSON.stringify(p.lastReconcileDiagnostics)}
           WHERE id = ${id}`
         return p
       }))),
 
-    upsertDeployment: (d) =>
-      wrap("upsert deployment")(Effect.map(
-        sql<Row>`INSERT INTO control.l402_control_plane_deployments ${
+    upsertDeployment: (d, reconciled = []) =>
+      wrap("upsert deployment")(sql.withTransaction(Effect.gen(function*() {
+        const rows = yield* sql<Row>`INSERT INTO control.l402_control_plane_deployments ${
           sql.insert({
             deployment_id: d.deploymentId,
             paywall_id: nul(d.paywallId),
@@ -582,6 +586,7 @@ export const makeL402: Effect.Effect<L402StorageService, never, SqlClient.SqlCli
             applied_at_ms: nul(d.appliedAtMs),
             rolled_back_from: nul(d.rolledBackFrom),
             failure_code: nul(d.failureCode),
+            paywall_ids: JSON.stringify(d.paywallIds),
             created_at_ms: d.createdAtMs,
             updated_at_ms: d.updatedAtMs
           })
@@ -589,14 +594,26 @@ export const makeL402: Effect.Effect<L402StorageService, never, SqlClient.SqlCli
           config_hash = EXCLUDED.config_hash, image_digest = EXCLUDED.image_digest, status = EXCLUDED.status,
           diagnostics = EXCLUDED.diagnostics, metadata = EXCLUDED.metadata, request_id = EXCLUDED.request_id,
           applied_at_ms = EXCLUDED.applied_at_ms, rolled_back_from = EXCLUDED.rolled_back_from,
-          failure_code = EXCLUDED.failure_code, updated_at_ms = EXCLUDED.updated_at_ms
-        RETURNING *`,
-        (rows) => toDeployment(rows[0]!)
-      )),
-
-    setReconcileStatus: (paywallId, status, error, atMs) =>
-      wrap("set reconcile status")(sql`UPDATE control.l402_paywalls SET last_reconcile_status = ${status},
-        last_reconcile_error = ${nul(error)}, last_reconciled_at_ms = ${atMs} WHERE id = ${paywallId}`.pipe(Effect.asVoid)),
+          failure_code = EXCLUDED.failure_code, paywall_ids = EXCLUDED.paywall_ids, updated_at_ms = EXCLUDED.updated_at_ms
+        RETURNING *`
+        if (reconciled.length > 0) {
+          // Rows locked in id order (as any other multi-row writer must), then one statement for all.
+          const ids = reconciled.map((r) => r.paywallId).sort()
+          yield* sql`SELECT id FROM control.l402_paywalls WHERE id IN ${sql.in(ids)} ORDER BY id FOR UPDATE`
+          const statuses = JSON.stringify(reconciled.map((r) => ({
+            paywall_id: r.paywallId,
+            status: r.status,
+            error: r.error ?? null,
+            diagnostics: r.diagnostics,
+            at_ms: r.atMs
+          })))
+          yield* sql`UPDATE control.l402_paywalls AS p SET last_reconcile_status = s.status, last_reconcile_error = s.error,
+            last_reconcile_diagnostics = s.diagnostics, last_reconciled_at_ms = s.at_ms
+            FROM jsonb_to_recordset(${statuses}::jsonb) AS s(paywall_id text, status text, error text, diagnostics jsonb, at_ms bigint)
+            WHERE p.id = s.paywall_id`
+        }
+        return toDeployment(rows[0]!)
+      }))),
 
     insertGatewayEvent: (e) =>
       wrap("insert gateway event")(Effect.gen(function*() {

@@ -82,5 +82,6 @@ export const diagnosticToProto = (d: Diagnostic): ProtoDiagnostic =>
     message: d.message,
     ...(d.paywallId !== undefined ? { paywallId: d.paywallId } : {}),
     ...(d.routeId !== undefined ? { routeId: d.routeId } : {}),
-    ...(d.relatedRouteId !== undefined ? { relatedRouteId: d.relatedRouteId } : {})
+    ...(d.relatedRouteId !== undefined ? { relatedRouteId: d.relatedRouteId } : {}),
+    ...(d.relatedPaywallId !== undefined ? { relatedPaywallId: d.relatedPaywallId } : {})
   })

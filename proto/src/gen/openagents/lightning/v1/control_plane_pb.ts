@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file openagents/lightning/v1/control_plane.proto.
  */
 export const file_openagents_lightning_v1_control_plane: GenFile = /*@__PURE__*/
-  fileDesc("CitvcGVuYWdlbnRzL2xpZ2h0bmluZy92MS9jb250cm9sX3BsYW5lLnByb3RvEhdvcGVuYWdlbnRzLmxpZ2h0bmluZy52MSKqAwoZQ29udHJvbFBsYW5lUGF5d2FsbFBvbGljeRISCgpwYXl3YWxsX2lkGAEgASgJEhAKCG93bmVyX2lkGAIgASgJEjoKDHByaWNpbmdfbW9kZRgDIAEoDjIkLm9wZW5hZ2VudHMubGlnaHRuaW5nLnYxLlByaWNpbmdNb2RlEhoKEmZpeGVkX2Ftb3VudF9tc2F0cxgEIAEoBBIiChVtYXhfcGVyX3JlcXVlc3RfbXNhdHMYBSABKARIAIgBARIVCg1hbGxvd2VkX2hvc3RzGAYgAygJEhUKDWJsb2NrZWRfaG9zdHMYByADKAkSHQoQcXVvdGFfcGVyX21pbnV0ZRgIIAEoDUgBiAEBEhoKDXF1b3RhX3Blcl9kYXkYCSABKA1IAogBARITCgtraWxsX3N3aXRjaBgKIAEoCBIVCg1jcmVhdGVkX2F0X21zGAsgASgDEhUKDXVwZGF0ZWRfYXRfbXMYDCABKANCGAoWX21heF9wZXJfcmVxdWVzdF9tc2F0c0ITChFfcXVvdGFfcGVyX21pbnV0ZUIQCg5fcXVvdGFfcGVyX2RheSKiAgoYQ29udHJvbFBsYW5lUGF5d2FsbFJvdXRlEhAKCHJvdXRlX2lkGAEgASgJEhIKCnBheXdhbGxfaWQYAiABKAkSEAoIb3duZXJfaWQYAyABKAkSFAoMaG9zdF9wYXR0ZXJuGAQgASgJEhQKDHBhdGhfcGF0dGVybhgFIAEoCRIUCgx1cHN0cmVhbV91cmwYBiABKAkSOAoIcHJvdG9jb2wYByABKA4yJi5vcGVuYWdlbnRzLmxpZ2h0bmluZy52MS5Sb3V0ZVByb3RvY29sEhIKCnRpbWVvdXRfbXMYCCABKA0SEAoIcHJpb3JpdHkYCSABKA0SFQoNY3JlYXRlZF9hdF9tcxgKIAEoAxIVCg11cGRhdGVkX2F0X21zGAsgASgDIusEChNDb250cm9sUGxhbmVQYXl3YWxsEhIKCnBheXdhbGxfaWQYASABKAkSEAoIb3duZXJfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRIYCgtkZXNjcmlwdGlvbhgEIAEoCUgAiAEBEjYKBnN0YXR1cxgFIAEoDjImLm9wZW5hZ2VudHMubGlnaHRuaW5nLnYxLlBheXdhbGxTdGF0dXMSFwoKcmVxdWVzdF9pZBgGIAEoCUgBiAEBEikKCG1ldGFkYXRhGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCg1jcmVhdGVkX2F0X21zGAggASgDEhUKDXVwZGF0ZWRfYXRfbXMYCSABKAMSQgoGcG9saWN5GAogASgLMjIub3BlbmFnZW50cy5saWdodG5pbmcudjEuQ29udHJvbFBsYW5lUGF5d2FsbFBvbGljeRJBCgZyb3V0ZXMYCyADKAsyMS5vcGVuYWdlbnRzLmxpZ2h0bmluZy52MS5Db250cm9sUGxhbmVQYXl3YWxsUm91dGUSIgoVbGFzdF9yZWNvbmNpbGVfc3RhdHVzGAwgASgJSAKIAQESIQoUbGFzdF9yZWNvbmNpbGVfZXJyb3IYDSABKAlIA4gBARIiChVsYXN0X3JlY29uY2lsZWRfYXRfbXMYDiABKANIBIgBAUIOCgxfZGVzY3JpcHRpb25CDQoLX3JlcXVlc3RfaWRCGAoWX2xhc3RfcmVjb25jaWxlX3N0YXR1c0IXChVfbGFzdF9yZWNvbmNpbGVfZXJyb3JCGAoWX2xhc3RfcmVjb25jaWxlZF9hdF9tcyJqChxDb250cm9sUGxhbmVTbmFwc2hvdFJlc3BvbnNlEgoKAm9rGAEgASgIEj4KCHBheXdhbGxzGAIgAygLMiwub3BlbmFnZW50cy5saWdodG5pbmcudjEuQ29udHJvbFBsYW5lUGF5d2FsbCLSAgoRQ29tcGlsZURpYWdub3N0aWMSPAoEY29kZRgBIAEoDjIuLm9wZW5hZ2VudHMubGlnaHRuaW5nLnYxLkNvbXBpbGVEaWFnbm9zdGljQ29kZRJECghzZXZlcml0eRgCIAEoDjIyLm9wZW5hZ2VudHMubGlnaHRuaW5nLnYxLkNvbXBpbGVEaWFnbm9zdGljU2V2ZXJpdHkSDwoHbWVzc2FnZRgDIAEoCRIXCgpwYXl3YWxsX2lkGAQgASgJSACIAQESFQoIcm91dGVfaWQYBSABKAlIAYgBARIdChByZWxhdGVkX3JvdXRlX2lkGAYgASgJSAKIAQESKAoHZGV0YWlscxgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCDQoLX3BheXdhbGxfaWRCCwoJX3JvdXRlX2lkQhMKEV9yZWxhdGVkX3JvdXRlX2lkIuYEChZEZXBsb3ltZW50SW50ZW50UmVjb3JkEhUKDWRlcGxveW1lbnRfaWQYASABKAkSFwoKcGF5d2FsbF9pZBgCIAEoCUgAiAEBEhUKCG93bmVyX2lkGAMgASgJSAGIAQESEwoLY29uZmlnX2hhc2gYBCABKAkSGQoMaW1hZ2VfZGlnZXN0GAUgASgJSAKIAQESPwoGc3RhdHVzGAYgASgOMi8ub3BlbmFnZW50cy5saWdodG5pbmcudjEuRGVwbG95bWVudEludGVudFN0YXR1cxI/CgtkaWFnbm9zdGljcxgHIAMoCzIqLm9wZW5hZ2VudHMubGlnaHRuaW5nLnYxLkNvbXBpbGVEaWFnbm9zdGljEhoKDWFwcGxpZWRfYXRfbXMYCCABKANIA4gBARIdChByb2xsZWRfYmFja19mcm9tGAkgASgJSASIAQESFQoNY3JlYXRlZF9hdF9tcxgKIAEoAxIVCg11cGRhdGVkX2F0X21zGAsgASgDEhcKCnJlcXVlc3RfaWQYDCABKAlIBYgBARJDCgxmYWlsdXJlX2NvZGUYDSABKA4yLS5vcGVuYWdlbnRzLmxpZ2h0bmluZy52MS5SZWNvbmNpbGVGYWlsdXJlQ29kZRIpCghtZXRhZGF0YRgOIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCDQoLX3BheXdhbGxfaWRCCwoJX293bmVyX2lkQg8KDV9pbWFnZV9kaWdlc3RCEAoOX2FwcGxpZWRfYXRfbXNCEwoRX3JvbGxlZF9iYWNrX2Zyb21CDQoLX3JlcXVlc3RfaWQicAodRGVwbG95bWVudEludGVudFdyaXRlUmVzcG9uc2USCgoCb2sYASABKAgSQwoKZGVwbG95bWVudBgCIAEoCzIvLm9wZW5hZ2VudHMubGlnaHRuaW5nLnYxLkRlcGxveW1lbnRJbnRlbnRSZWNvcmQijQMKEkdhdGV3YXlFdmVudFJlY29yZBIQCghldmVudF9pZBgBIAEoCRISCgpwYXl3YWxsX2lkGAIgASgJEhAKCG93bmVyX2lkGAMgASgJEhIKCmV2ZW50X3R5cGUYBCABKAkSOQoFbGV2ZWwYBSABKA4yKi5vcGVuYWdlbnRzLmxpZ2h0bmluZy52MS5HYXRld2F5RXZlbnRMZXZlbBIXCgpyZXF1ZXN0X2lkGAYgASgJSACIAQESKQoIbWV0YWRhdGEYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhUKDWNyZWF0ZWRfYXRfbXMYCCABKAMSGgoNZGVwbG95bWVudF9pZBgJIAEoCUgBiAEBEhgKC2NvbmZpZ19oYXNoGAogASgJSAKIAQESGwoOZXhlY3V0aW9uX3BhdGgYCyABKAlIA4gBAUINCgtfcmVxdWVzdF9pZEIQCg5fZGVwbG95bWVudF9pZEIOCgxfY29uZmlnX2hhc2hCEQoPX2V4ZWN1dGlvbl9wYXRoImMKGUdhdGV3YXlFdmVudFdyaXRlUmVzcG9uc2USCgoCb2sYASABKAgSOgoFZXZlbnQYAiABKAsyKy5vcGVuYWdlbnRzLmxpZ2h0bmluZy52MS5HYXRld2F5RXZlbnRSZWNvcmQqggEKDVBheXdhbGxTdGF0dXMSHgoaUEFZV0FMTF9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVQQVlXQUxMX1NUQVRVU19BQ1RJVkUQARIZChVQQVlXQUxMX1NUQVRVU19QQVVTRUQQAhIbChdQQVlXQUxMX1NUQVRVU19BUkNISVZFRBADKkMKC1ByaWNpbmdNb2RlEhwKGFBSSUNJTkdfTU9ERV9VTlNQRUNJRklFRBAAEhYKElBSSUNJTkdfTU9ERV9GSVhFRBABKmIKDVJvdXRlUHJvdG9jb2wSHgoaUk9VVEVfUFJPVE9DT0xfVU5TUEVDSUZJRUQQABIXChNST1VURV9QUk9UT0NPTF9IVFRQEAESGAoUUk9VVEVfUFJPVE9DT0xfSFRUUFMQAiqoBAoVQ29tcGlsZURpYWdub3N0aWNDb2RlEicKI0NPTVBJTEVfRElBR05PU1RJQ19DT0RFX1VOU1BFQ0lGSUVEEAASMAosQ09NUElMRV9ESUFHTk9TVElDX0NPREVfSU5WQUxJRF9QUklDSU5HX01PREUQARIrCidDT01QSUxFX0RJQUdOT1NUSUNfQ09ERV9NSVNTSU5HX1BSSUNJTkcQAhIxCi1DT01QSUxFX0RJQUdOT1NUSUNfQ09ERV9JTlZBTElEX1JPVVRFX1BBVFRFUk4QAxIwCixDT01QSUxFX0RJQUdOT1NUSUNfQ09ERV9JTlZBTElEX1VQU1RSRUFNX1VSTBAEEjIKLkNPTVBJTEVfRElBR05PU1RJQ19DT0RFX01JU1NJTkdfUk9VVEVfUFJPVE9DT0wQBRIrCidDT01QSUxFX0RJQUdOT1NUSUNfQ09ERV9EVVBMSUNBVEVfUk9VVEUQBhIrCidDT01QSUxFX0RJQUdOT1NUSUNfQ09ERV9BTUJJR1VPVVNfUk9VVEUQBxIwCixDT01QSUxFX0RJQUdOT1NUSUNfQ09ERV9GSVJTVF9NQVRDSF9TSEFET1dFRBAIEjAKLENPTVBJTEVfRElBR05PU1RJQ19DT0RFX05PX0NPTVBJTEFCTEVfUk9VVEVTEAkSMAosQ09NUElMRV9ESUFHTk9TVElDX0NPREVfUFJJQ0VfTk9UX1dIT0xFX1NBVFMQCiqVAQoZQ29tcGlsZURpYWdub3N0aWNTZXZlcml0eRIrCidDT01QSUxFX0RJQUdOT1NUSUNfU0VWRVJJVFlfVU5TUEVDSUZJRUQQABIlCiFDT01QSUxFX0RJQUdOT1NUSUNfU0VWRVJJVFlfRVJST1IQARIkCiBDT01QSUxFX0RJQUdOT1NUSUNfU0VWRVJJVFlfV0FSThACKt0BChZEZXBsb3ltZW50SW50ZW50U3RhdHVzEigKJERFUExPWU1FTlRfSU5URU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEiQKIERFUExPWU1FTlRfSU5URU5UX1NUQVRVU19QRU5ESU5HEAESJAogREVQTE9ZTUVOVF9JTlRFTlRfU1RBVFVTX0FQUExJRUQQAhIjCh9ERVBMT1lNRU5UX0lOVEVOVF9TVEFUVVNfRkFJTEVEEAMSKAokREVQTE9ZTUVOVF9JTlRFTlRfU1RBVFVTX1JPTExFRF9CQUNLEAQqvwMKFFJlY29uY2lsZUZhaWx1cmVDb2RlEiYKIlJFQ09OQ0lMRV9GQUlMVVJFX0NPREVfVU5TUEVDSUZJRUQQABI0CjBSRUNPTkNJTEVfRkFJTFVSRV9DT0RFX0NPTVBJTEVfVkFMSURBVElPTl9GQUlMRUQQARIvCitSRUNPTkNJTEVfRkFJTFVSRV9DT0RFX0FDVElWRV9MT09LVVBfRkFJTEVEEAISLgoqUkVDT05DSUxFX0ZBSUxVUkVfQ09ERV9ERVBMT1lfQVBQTFlfRkFJTEVEEAMSLgoqUkVDT05DSUxFX0ZBSUxVUkVfQ09ERV9IRUFMVEhfQ0hFQ0tfRkFJTEVEEAQSMQotUkVDT05DSUxFX0ZBSUxVUkVfQ09ERV9DSEFMTEVOR0VfQ0hFQ0tfRkFJTEVEEAUSLQopUkVDT05DSUxFX0ZBSUxVUkVfQ09ERV9QUk9YWV9DSEVDS19GQUlMRUQQBhIqCiZSRUNPTkNJTEVfRkFJTFVSRV9DT0RFX1JPTExCQUNLX0ZBSUxFRBAHEioKJlJFQ09OQ0lMRV9GQUlMVVJFX0NPREVfU0VDVVJJVFlfREVOSUVEEAgqkwEKEUdhdGV3YXlFdmVudExldmVsEiMKH0dBVEVXQVlfRVZFTlRfTEVWRUxfVU5TUEVDSUZJRUQQABIcChhHQVRFV0FZX0VWRU5UX0xFVkVMX0lORk8QARIcChhHQVRFV0FZX0VWRU5UX0xFVkVMX1dBUk4QAhIdChlHQVRFV0FZX0VWRU5UX0xFVkVMX0VSUk9SEANiBnByb3RvMw", [file_google_protobuf_struct]);
+  fileDesc("CitvcGVuYWdlbnRzL2xpZ2h0bmluZy92MS9jb250cm9sX3BsYW5lLnByb3RvEhdvcGVuYWdlbnRzLmxpZ2h0bmluZy52MSKqAwoZQ29udHJvbFBsYW5lUGF5d2FsbFBvbGljeRISCgpwYXl3YWxsX2lkGAEgASgJEhAKCG93bmVyX2lkGAIgASgJEjoKDHByaWNpbmdfbW9kZRgDIAEoDjIkLm9wZW5hZ2VudHMubGlnaHRuaW5nLnYxLlByaWNpbmdNb2RlEhoKEmZpeGVkX2Ftb3VudF9tc2F0cxgEIAEoBBIiChVtYXhfcGVyX3JlcXVlc3RfbXNhdHMYBSABKARIAIgBARIVCg1hbGxvd2VkX2hvc3RzGAYgAygJEhUKDWJsb2NrZWRfaG9zdHMYByADKAkSHQoQcXVvdGFfcGVyX21pbnV0ZRgIIAEoDUgBiAEBEhoKDXF1b3RhX3Blcl9kYXkYCSABKA1IAogBARITCgtraWxsX3N3aXRjaBgKIAEoCBIVCg1jcmVhdGVkX2F0X21zGAsgASgDEhUKDXVwZGF0ZWRfYXRfbXMYDCABKANCGAoWX21heF9wZXJfcmVxdWVzdF9tc2F0c0ITChFfcXVvdGFfcGVyX21pbnV0ZUIQCg5fcXVvdGFfcGVyX2RheSKiAgoYQ29udHJvbFBsYW5lUGF5d2FsbFJvdXRlEhAKCHJvdXRlX2lkGAEgASgJEhIKCnBheXdhbGxfaWQYAiABKAkSEAoIb3duZXJfaWQYAyABKAkSFAoMaG9zdF9wYXR0ZXJuGAQgASgJEhQKDHBhdGhfcGF0dGVybhgFIAEoCRIUCgx1cHN0cmVhbV91cmwYBiABKAkSOAoIcHJvdG9jb2wYByABKA4yJi5vcGVuYWdlbnRzLmxpZ2h0bmluZy52MS5Sb3V0ZVByb3RvY29sEhIKCnRpbWVvdXRfbXMYCCABKA0SEAoIcHJpb3JpdHkYCSABKA0SFQoNY3JlYXRlZF9hdF9tcxgKIAEoAxIVCg11cGRhdGVkX2F0X21zGAsgASgDIrsFChNDb250cm9sUGxhbmVQYXl3YWxsEhIKCnBheXdhbGxfaWQYASABKAkSEAoIb3duZXJfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRIYCgtkZXNjcmlwdGlvbhgEIAEoCUgAiAEBEjYKBnN0YXR1cxgFIAEoDjImLm9wZW5hZ2VudHMubGlnaHRuaW5nLnYxLlBheXdhbGxTdGF0dXMSFwoKcmVxdWVzdF9pZBgGIAEoCUgBiAEBEikKCG1ldGFkYXRhGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCg1jcmVhdGVkX2F0X21zGAggASgDEhUKDXVwZGF0ZWRfYXRfbXMYCSABKAMSQgoGcG9saWN5GAogASgLMjIub3BlbmFnZW50cy5saWdodG5pbmcudjEuQ29udHJvbFBsYW5lUGF5d2FsbFBvbGljeRJBCgZyb3V0ZXMYCyADKAsyMS5vcGVuYWdlbnRzLmxpZ2h0bmluZy52MS5Db250cm9sUGxhbmVQYXl3YWxsUm91dGUSIgoVbGFzdF9yZWNvbmNpbGVfc3RhdHVzGAwgASgJSAKIAQESIQoUbGFzdF9yZWNvbmNpbGVfZXJyb3IYDSABKAlIA4gBARIiChVsYXN0X3JlY29uY2lsZWRfYXRfbXMYDiABKANIBIgBARJOChpsYXN0X3JlY29uY2lsZV9kaWFnbm9zdGljcxgPIAMoCzIqLm9wZW5hZ2VudHMubGlnaHRuaW5nLnYxLkNvbXBpbGVEaWFnbm9zdGljQg4KDF9kZXNjcmlwdGlvbkINCgtfcmVxdWVzdF9pZEIYChZfbGFzdF9yZWNvbmNpbGVfc3RhdHVzQhcKFV9sYXN0X3JlY29uY2lsZV9lcnJvckIYChZfbGFzdF9yZWNvbmNpbGVkX2F0X21zImoKHENvbnRyb2xQbGFuZVNuYXBzaG90UmVzcG9uc2USCgoCb2sYASABKAgSPgoIcGF5d2FsbHMYAiADKAsyLC5vcGVuYWdlbnRzLmxpZ2h0bmluZy52MS5Db250cm9sUGxhbmVQYXl3YWxsIooDChFDb21waWxlRGlhZ25vc3RpYxI8CgRjb2RlGAEgASgOMi4ub3BlbmFnZW50cy5saWdodG5pbmcudjEuQ29tcGlsZURpYWdub3N0aWNDb2RlEkQKCHNldmVyaXR5GAIgASgOMjIub3BlbmFnZW50cy5saWdodG5pbmcudjEuQ29tcGlsZURpYWdub3N0aWNTZXZlcml0eRIPCgdtZXNzYWdlGAMgASgJEhcKCnBheXdhbGxfaWQYBCABKAlIAIgBARIVCghyb3V0ZV9pZBgFIAEoCUgBiAEBEh0KEHJlbGF0ZWRfcm91dGVfaWQYBiABKAlIAogBARIoCgdkZXRhaWxzGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIfChJyZWxhdGVkX3BheXdhbGxfaWQYCCABKAlIA4gBAUINCgtfcGF5d2FsbF9pZEILCglfcm91dGVfaWRCEwoRX3JlbGF0ZWRfcm91dGVfaWRCFQoTX3JlbGF0ZWRfcGF5d2FsbF9pZCL7BAoWRGVwbG95bWVudEludGVudFJlY29yZBIVCg1kZXBsb3ltZW50X2lkGAEgASgJEhcKCnBheXdhbGxfaWQYAiABKAlIAIgBARIVCghvd25lcl9pZBgDIAEoCUgBiAEBEhMKC2NvbmZpZ19oYXNoGAQgASgJEhkKDGltYWdlX2RpZ2VzdBgFIAEoCUgCiAEBEj8KBnN0YXR1cxgGIAEoDjIvLm9wZW5hZ2VudHMubGlnaHRuaW5nLnYxLkRlcGxveW1lbnRJbnRlbnRTdGF0dXMSPwoLZGlhZ25vc3RpY3MYByADKAsyKi5vcGVuYWdlbnRzLmxpZ2h0bmluZy52MS5Db21waWxlRGlhZ25vc3RpYxIaCg1hcHBsaWVkX2F0X21zGAggASgDSAOIAQESHQoQcm9sbGVkX2JhY2tfZnJvbRgJIAEoCUgEiAEBEhUKDWNyZWF0ZWRfYXRfbXMYCiABKAMSFQoNdXBkYXRlZF9hdF9tcxgLIAEoAxIXCgpyZXF1ZXN0X2lkGAwgASgJSAWIAQESQwoMZmFpbHVyZV9jb2RlGA0gASgOMi0ub3BlbmFnZW50cy5saWdodG5pbmcudjEuUmVjb25jaWxlRmFpbHVyZUNvZGUSKQoIbWV0YWRhdGEYDiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhMKC3BheXdhbGxfaWRzGA8gAygJQg0KC19wYXl3YWxsX2lkQgsKCV9vd25lcl9pZEIPCg1faW1hZ2VfZGlnZXN0QhAKDl9hcHBsaWVkX2F0X21zQhMKEV9yb2xsZWRfYmFja19mcm9tQg0KC19yZXF1ZXN0X2lkInAKHURlcGxveW1lbnRJbnRlbnRXcml0ZVJlc3BvbnNlEgoKAm9rGAEgASgIEkMKCmRlcGxveW1lbnQYAiABKAsyLy5vcGVuYWdlbnRzLmxpZ2h0bmluZy52MS5EZXBsb3ltZW50SW50ZW50UmVjb3JkIo0DChJHYXRld2F5RXZlbnRSZWNvcmQSEAoIZXZlbnRfaWQYASABKAkSEgoKcGF5d2FsbF9pZBgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRISCgpldmVudF90eXBlGAQgASgJEjkKBWxldmVsGAUgASgOMioub3BlbmFnZW50cy5saWdodG5pbmcudjEuR2F0ZXdheUV2ZW50TGV2ZWwSFwoKcmVxdWVzdF9pZBgGIAEoCUgAiAEBEikKCG1ldGFkYXRhGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCg1jcmVhdGVkX2F0X21zGAggASgDEhoKDWRlcGxveW1lbnRfaWQYCSABKAlIAYgBARIYCgtjb25maWdfaGFzaBgKIAEoCUgCiAEBEhsKDmV4ZWN1dGlvbl9wYXRoGAsgASgJSAOIAQFCDQoLX3JlcXVlc3RfaWRCEAoOX2RlcGxveW1lbnRfaWRCDgoMX2NvbmZpZ19oYXNoQhEKD19leGVjdXRpb25fcGF0aCJjChlHYXRld2F5RXZlbnRXcml0ZVJlc3BvbnNlEgoKAm9rGAEgASgIEjoKBWV2ZW50GAIgASgLMisub3BlbmFnZW50cy5saWdodG5pbmcudjEuR2F0ZXdheUV2ZW50UmVjb3JkKoIBCg1QYXl3YWxsU3RhdHVzEh4KGlBBWVdBTExfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVUEFZV0FMTF9TVEFUVVNfQUNUSVZFEAESGQoVUEFZV0FMTF9TVEFUVVNfUEFVU0VEEAISGwoXUEFZV0FMTF9TVEFUVVNfQVJDSElWRUQQAypDCgtQcmljaW5nTW9kZRIcChhQUklDSU5HX01PREVfVU5TUEVDSUZJRUQQABIWChJQUklDSU5HX01PREVfRklYRUQQASpiCg1Sb3V0ZVByb3RvY29sEh4KGlJPVVRFX1BST1RPQ09MX1VOU1BFQ0lGSUVEEAASFwoTUk9VVEVfUFJPVE9DT0xfSFRUUBABEhgKFFJPVVRFX1BST1RPQ09MX0hUVFBTEAIqqAQKFUNvbXBpbGVEaWFnbm9zdGljQ29kZRInCiNDT01QSUxFX0RJQUdOT1NUSUNfQ09ERV9VTlNQRUNJRklFRBAAEjAKLENPTVBJTEVfRElBR05PU1RJQ19DT0RFX0lOVkFMSURfUFJJQ0lOR19NT0RFEAESKwonQ09NUElMRV9ESUFHTk9TVElDX0NPREVfTUlTU0lOR19QUklDSU5HEAISMQotQ09NUElMRV9ESUFHTk9TVElDX0NPREVfSU5WQUxJRF9ST1VURV9QQVRURVJOEAMSMAosQ09NUElMRV9ESUFHTk9TVElDX0NPREVfSU5WQUxJRF9VUFNUUkVBTV9VUkwQBBIyCi5DT01QSUxFX0RJQUdOT1NUSUNfQ09ERV9NSVNTSU5HX1JPVVRFX1BST1RPQ09MEAUSKwonQ09NUElMRV9ESUFHTk9TVElDX0NPREVfRFVQTElDQVRFX1JPVVRFEAYSKwonQ09NUElMRV9ESUFHTk9TVElDX0NPREVfQU1CSUdVT1VTX1JPVVRFEAcSMAosQ09NUElMRV9ESUFHTk9TVElDX0NPREVfRklSU1RfTUFUQ0hfU0hBRE9XRUQQCBIwCixDT01QSUxFX0RJQUdOT1NUSUNfQ09ERV9OT19DT01QSUxBQkxFX1JPVVRFUxAJEjAKLENPTVBJTEVfRElBR05PU1RJQ19DT0RFX1BSSUNFX05PVF9XSE9MRV9TQVRTEAoqlQEKGUNvbXBpbGVEaWFnbm9zdGljU2V2ZXJpdHkSKwonQ09NUElMRV9ESUFHTk9TVElDX1NFVkVSSVRZX1VOU1BFQ0lGSUVEEAASJQohQ09NUElMRV9ESUFHTk9TVElDX1NFVkVSSVRZX0VSUk9SEAESJAogQ09NUElMRV9ESUFHTk9TVElDX1NFVkVSSVRZX1dBUk4QAirdAQoWRGVwbG95bWVudEludGVudFN0YXR1cxIoCiRERVBMT1lNRU5UX0lOVEVOVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIkCiBERVBMT1lNRU5UX0lOVEVOVF9TVEFUVVNfUEVORElORxABEiQKIERFUExPWU1FTlRfSU5URU5UX1NUQVRVU19BUFBMSUVEEAISIwofREVQTE9ZTUVOVF9JTlRFTlRfU1RBVFVTX0ZBSUxFRBADEigKJERFUExPWU1FTlRfSU5URU5UX1NUQVRVU19ST0xMRURfQkFDSxAEKr8DChRSZWNvbmNpbGVGYWlsdXJlQ29kZRImCiJSRUNPTkNJTEVfRkFJTFVSRV9DT0RFX1VOU1BFQ0lGSUVEEAASNAowUkVDT05DSUxFX0ZBSUxVUkVfQ09ERV9DT01QSUxFX1ZBTElEQVRJT05fRkFJTEVEEAESLworUkVDT05DSUxFX0ZBSUxVUkVfQ09ERV9BQ1RJVkVfTE9PS1VQX0ZBSUxFRBACEi4KKlJFQ09OQ0lMRV9GQUlMVVJFX0NPREVfREVQTE9ZX0FQUExZX0ZBSUxFRBADEi4KKlJFQ09OQ0lMRV9GQUlMVVJFX0NPREVfSEVBTFRIX0NIRUNLX0ZBSUxFRBAEEjEKLVJFQ09OQ0lMRV9GQUlMVVJFX0NPREVfQ0hBTExFTkdFX0NIRUNLX0ZBSUxFRBAFEi0KKVJFQ09OQ0lMRV9GQUlMVVJFX0NPREVfUFJPWFlfQ0hFQ0tfRkFJTEVEEAYSKgomUkVDT05DSUxFX0ZBSUxVUkVfQ09ERV9ST0xMQkFDS19GQUlMRUQQBxIqCiZSRUNPTkNJTEVfRkFJTFVSRV9DT0RFX1NFQ1VSSVRZX0RFTklFRBAIKpMBChFHYXRld2F5RXZlbnRMZXZlbBIjCh9HQVRFV0FZX0VWRU5UX0xFVkVMX1VOU1BFQ0lGSUVEEAASHAoYR0FURVdBWV9FVkVOVF9MRVZFTF9JTkZPEAESHAoYR0FURVdBWV9FVkVOVF9MRVZFTF9XQVJOEAISHQoZR0FURVdBWV9FVkVOVF9MRVZFTF9FUlJPUhADYgZwcm90bzM", [file_google_protobuf_struct]);
 
 /**
  * @generated from message openagents.lightning.v1.ControlPlanePaywallPolicy
@@ -382,7 +382,9 @@ export type ControlPlanePaywall = Message<"openagents.lightning.v1.ControlPlaneP
   routes: ControlPlanePaywallRoute[];
 
   /**
-   * Outcome of the last reconcile that included this paywall.
+   * Outcome of the last reconcile that included this paywall: the status of the last non-pending
+   * deployment intent naming it (paywall_id or paywall_ids), its failure code, and the compile
+   * diagnostics of that intent that name this paywall (why it was left out).
    *
    * @generated from field: optional string last_reconcile_status = 12;
    */
@@ -397,6 +399,11 @@ export type ControlPlanePaywall = Message<"openagents.lightning.v1.ControlPlaneP
    * @generated from field: optional int64 last_reconciled_at_ms = 14;
    */
   lastReconciledAtMs?: bigint | undefined;
+
+  /**
+   * @generated from field: repeated openagents.lightning.v1.CompileDiagnostic last_reconcile_diagnostics = 15;
+   */
+  lastReconcileDiagnostics: CompileDiagnostic[];
 };
 
 /**
@@ -461,7 +468,9 @@ export type ControlPlanePaywallJson = {
   routes?: ControlPlanePaywallRouteJson[];
 
   /**
-   * Outcome of the last reconcile that included this paywall.
+   * Outcome of the last reconcile that included this paywall: the status of the last non-pending
+   * deployment intent naming it (paywall_id or paywall_ids), its failure code, and the compile
+   * diagnostics of that intent that name this paywall (why it was left out).
    *
    * @generated from field: optional string last_reconcile_status = 12;
    */
@@ -476,6 +485,11 @@ export type ControlPlanePaywallJson = {
    * @generated from field: optional int64 last_reconciled_at_ms = 14;
    */
   lastReconciledAtMs?: string;
+
+  /**
+   * @generated from field: repeated openagents.lightning.v1.CompileDiagnostic last_reconcile_diagnostics = 15;
+   */
+  lastReconcileDiagnostics?: CompileDiagnosticJson[];
 };
 
 /**
@@ -566,6 +580,13 @@ export type CompileDiagnostic = Message<"openagents.lightning.v1.CompileDiagnost
    * @generated from field: google.protobuf.Struct details = 7;
    */
   details?: JsonObject | undefined;
+
+  /**
+   * The paywall of related_route_id (the one that keeps the route).
+   *
+   * @generated from field: optional string related_paywall_id = 8;
+   */
+  relatedPaywallId?: string | undefined;
 };
 
 /**
@@ -608,6 +629,13 @@ export type CompileDiagnosticJson = {
    * @generated from field: google.protobuf.Struct details = 7;
    */
   details?: StructJson;
+
+  /**
+   * The paywall of related_route_id (the one that keeps the route).
+   *
+   * @generated from field: optional string related_paywall_id = 8;
+   */
+  relatedPaywallId?: string;
 };
 
 /**
@@ -619,11 +647,14 @@ export const CompileDiagnosticSchema: GenMessage<CompileDiagnostic, {jsonType: C
 
 /**
  * One reconcile attempt (l402_control_plane_deployments), upserted by deployment_id:
- * "dep_compile_<request_id>" for a failed compile, "dep_denied_<request_id>" for the global
- * pause (an empty route table deployed), "dep_reconcile_<request_id>" otherwise; and, per
- * paywall left out of a deployment, "dep_paywall_<24 hex>" (stable while the paywall and the
- * reason do not change) with paywall_id, owner_id and failure_code COMPILE_VALIDATION_FAILED or
- * SECURITY_DENIED, so the owner sees why their paywall is not sold.
+ * "dep_denied_<request_id>" for the global pause (an empty route table deployed),
+ * "dep_reconcile_<request_id>" otherwise; and, per paywall left out of a deployment,
+ * "dep_paywall_<24 hex>" (stable while the paywall and the reason do not change) with
+ * paywall_id, owner_id and failure_code COMPILE_VALIDATION_FAILED or SECURITY_DENIED, so the
+ * owner sees why their paywall is not sold. ("dep_compile_<request_id>", a failed compile, is
+ * no longer written: a compile never fails as a whole.) Control records a non-pending intent's
+ * status, failure code and diagnostics as the last reconcile status of every paywall it names
+ * (paywall_id and paywall_ids), in the same transaction as the intent.
  *
  * @generated from message openagents.lightning.v1.DeploymentIntentRecord
  */
@@ -709,15 +740,26 @@ export type DeploymentIntentRecord = Message<"openagents.lightning.v1.Deployment
    * @generated from field: google.protobuf.Struct metadata = 14;
    */
   metadata?: JsonObject | undefined;
+
+  /**
+   * Every paywall whose routes the deployment serves (paywall_id, kept for upstream clients, is
+   * the first route's): each one's owner sees this intent's outcome as its reconcile status.
+   *
+   * @generated from field: repeated string paywall_ids = 15;
+   */
+  paywallIds: string[];
 };
 
 /**
  * One reconcile attempt (l402_control_plane_deployments), upserted by deployment_id:
- * "dep_compile_<request_id>" for a failed compile, "dep_denied_<request_id>" for the global
- * pause (an empty route table deployed), "dep_reconcile_<request_id>" otherwise; and, per
- * paywall left out of a deployment, "dep_paywall_<24 hex>" (stable while the paywall and the
- * reason do not change) with paywall_id, owner_id and failure_code COMPILE_VALIDATION_FAILED or
- * SECURITY_DENIED, so the owner sees why their paywall is not sold.
+ * "dep_denied_<request_id>" for the global pause (an empty route table deployed),
+ * "dep_reconcile_<request_id>" otherwise; and, per paywall left out of a deployment,
+ * "dep_paywall_<24 hex>" (stable while the paywall and the reason do not change) with
+ * paywall_id, owner_id and failure_code COMPILE_VALIDATION_FAILED or SECURITY_DENIED, so the
+ * owner sees why their paywall is not sold. ("dep_compile_<request_id>", a failed compile, is
+ * no longer written: a compile never fails as a whole.) Control records a non-pending intent's
+ * status, failure code and diagnostics as the last reconcile status of every paywall it names
+ * (paywall_id and paywall_ids), in the same transaction as the intent.
  *
  * @generated from message openagents.lightning.v1.DeploymentIntentRecord
  */
@@ -803,6 +845,14 @@ export type DeploymentIntentRecordJson = {
    * @generated from field: google.protobuf.Struct metadata = 14;
    */
   metadata?: StructJson;
+
+  /**
+   * Every paywall whose routes the deployment serves (paywall_id, kept for upstream clients, is
+   * the first route's): each one's owner sees this intent's outcome as its reconcile status.
+   *
+   * @generated from field: repeated string paywall_ids = 15;
+   */
+  paywallIds?: string[];
 };
 
 /**
@@ -1145,11 +1195,13 @@ export const RouteProtocolSchema: GenEnum<RouteProtocol, RouteProtocolJson> = /*
   enumDesc(file_openagents_lightning_v1_control_plane, 2);
 
 /**
- * Why a paywall or a route table does not compile. A diagnostic that names one paywall
- * (pricing, pattern, upstream, protocol) leaves that paywall out of the compile and the others
- * compile; a conflict between routes (duplicate, ambiguous, shadowed) fails the whole compile.
- * NO_COMPILABLE_ROUTES is a warning: an empty route table is deployed (the gateway sells
- * nothing), which is how paused, killed and invalid paywalls stop being sold.
+ * Why a paywall does not compile. Every error diagnostic names one paywall and leaves that whole
+ * paywall out of the compile; the others compile (a compile never fails as a whole). A conflict
+ * between routes (duplicate, ambiguous, shadowed) names the paywall that gives way: the one whose
+ * routes are not all deployed unchanged, else the later-created one, else the greater paywall id;
+ * the route it keeps is related_route_id of related_paywall_id. NO_COMPILABLE_ROUTES is a
+ * warning: an empty route table is deployed (the gateway sells nothing), which is how paused,
+ * killed and invalid paywalls stop being sold.
  *
  * @generated from enum openagents.lightning.v1.CompileDiagnosticCode
  */
@@ -1226,11 +1278,13 @@ export enum CompileDiagnosticCode {
 }
 
 /**
- * Why a paywall or a route table does not compile. A diagnostic that names one paywall
- * (pricing, pattern, upstream, protocol) leaves that paywall out of the compile and the others
- * compile; a conflict between routes (duplicate, ambiguous, shadowed) fails the whole compile.
- * NO_COMPILABLE_ROUTES is a warning: an empty route table is deployed (the gateway sells
- * nothing), which is how paused, killed and invalid paywalls stop being sold.
+ * Why a paywall does not compile. Every error diagnostic names one paywall and leaves that whole
+ * paywall out of the compile; the others compile (a compile never fails as a whole). A conflict
+ * between routes (duplicate, ambiguous, shadowed) names the paywall that gives way: the one whose
+ * routes are not all deployed unchanged, else the later-created one, else the greater paywall id;
+ * the route it keeps is related_route_id of related_paywall_id. NO_COMPILABLE_ROUTES is a
+ * warning: an empty route table is deployed (the gateway sells nothing), which is how paused,
+ * killed and invalid paywalls stop being sold.
  *
  * @generated from enum openagents.lightning.v1.CompileDiagnosticCode
  */
