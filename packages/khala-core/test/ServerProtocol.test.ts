@@ -74,6 +74,7 @@ describe("Khala server protocol", () => {
   it("consults the durable revocation record at hello and refresh, and fails closed (retryably) when it cannot", async () => {
     let down = false
     const durable = await start({
+      transport: WsTransport.transport,
       server: {
         sessionRevoked: (sessionId) =>
           down ? Effect.fail(new Error("database unreachable")) : Effect.succeed(sessionId === "sess_durably_revoked")
