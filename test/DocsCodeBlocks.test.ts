@@ -50,7 +50,10 @@ const GENERATED = join(root, "test/docs/.generated")
 
 const blocks = allBlocks()
 const operations = read("docs/OPERATIONS.md")
-const vitestInclude = [...read("vitest.config.ts").matchAll(/"([^"]+\*\*\/\*\.test\.ts)"/g)].map((m) => new RegExp(`^${m[1]!.replace(/\*\*\/\*/, "(.+/)?[^/]+").replace(/\./g, "\\.").replace(/\*/g, "[^/]+")}$`))
+/** The root vitest configuration's `include` globs, as regular expressions. */
+const vitestInclude = [...read("vitest.config.ts").matchAll(/"([^"]+\.test\.ts)"/g)].map((m) =>
+  new RegExp(`^${m[1]!.replace(/\./g, "\\.").replace(/\*\*\//g, "§").replace(/\*/g, "[^/]+").replace(/§/g, "(.+/)?")}$`)
+)
 
 /** What is wrong with a block's accounting (empty: it is exercised or checked). */
 const problems = (b: Block): Array<string> => {
@@ -112,6 +115,8 @@ const slug = (b: Block) => `${b.file.replace(/\.md$/, "").replace(/[^A-Za-z0-9]+
 describe("docs code blocks", () => {
   it("every fenced block is run, tested, a checked snippet or excerpt, or tagged as not code", () => {
     expect(blocks.length).toBeGreaterThan(50)
+    expect(["test/start.test.ts", "hosts/runtime/test/Host.test.ts", "packages/khala-core/test/a/b.test.ts"].map((f) => vitestInclude.some((re) => re.test(f)))).toEqual([true, true, true])
+    expect(vitestInclude.some((re) => re.test("test/docs/harnesses.ts"))).toBe(false)
     expect(blocks.flatMap(problems)).toEqual([])
     const used = new Set(runBlocks.map((b) => b.marker!.arg))
     expect(Object.keys(harnesses).filter((h) => !used.has(h)), "harnesses no block uses").toEqual([])
