@@ -60,7 +60,7 @@ const boundaryConfigs = Object.entries(restrictions).flatMap(([pkg, groups]) => 
 })
 
 export default tseslint.config(
-  { ignores: ["**/dist/**", "**/node_modules/**", "proto/src/gen/**", "coverage/**", ".data/**", "**/.data/**"] },
+  { ignores: ["**/dist/**", "**/node_modules/**", "proto/src/gen/**", "coverage/**", ".data/**", "**/.data/**", "test/docs/.generated/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -11,9 +11,57 @@ import { join } from "node:path"
 import { TestClient } from "@openagents/khala-core/testing"
 import { FrameKind } from "@openagents/proto/sync/v1"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { freePorts, hs256Valid, type Ports, portIsFree, post, root, signIn, start, type Supervisor, up } from "./support/supervisor.js"
+import { documented, expectShape, fill, shBackground, shellBlock, shJson } from "./support/docs.js"
+import { freePorts, hs256Valid, type Ports, portIsFree, post, root, signIn, signInCode, start, type Supervisor, up } from "./support/supervisor.js"
 
 const runtimeExists = existsSync(join(root, "hosts/runtime/src/main.ts"))
+
+/** The docs' default ports (control 4200, runtime 4100, dashboard 4300) → this run's. */
+const documentedPorts = (ports: Ports): Record<number, number> => ({
+  4200: ports.OA_START_CONTROL_PORT,
+  4100: ports.OA_START_RUNTIME_PORT,
+  4300: ports.OA_START_DASHBOARD_PORT
+})
+
+/**
+ * docs/GETTING_STARTED.md's curl commands, as written (ports and `<placeholders>` filled in):
+ * sign in and get a sync token, create a demo worker and follow its stream, restart the runtime.
+ */
+const gettingStarted = async (sup: Supervisor, ports: Ports, dataDir: string) => {
+  const at = documentedPorts(ports)
+  const signInBlock = shellBlock("sign-in")
+  const [email, verify, syncToken] = [0, 1, 2].map((i) => signInBlock.take(i))
+  const sent = await shJson(fill(email!.text, {}, at))
+  expectShape(email!.output[0]!, sent)
+  const code = await signInCode(sup, dataDir, "you@example.com", sent.challengeId)
+  const verified = await shJson(fill(verify!.text, { "<code>": code, "<challengeId>": sent.challengeId }, at))
+  expectShape(verify!.output[0]!, verified)
+  const minted = await shJson(fill(syncToken!.text, { "<access token>": verified.token }, at))
+  expectShape(syncToken!.output[0]!, minted)
+  signInBlock.ran()
+
+  const worker = shellBlock("demo-worker")
+  const created = await shJson(fill(worker.take(0).text, { "<access token>": verified.token }, at))
+  // docs/runtime/API.md: new → 202 {data: {workerId, status, latestSeq, idempotentReplay: false}}
+  expectShape(`{"data": {"workerId": "…", "status": "running", "latestSeq": …, "idempotentReplay": false}}`, created)
+  // The stream runs until its tail time: read a few events, then stop it.
+  const stream = shBackground(fill(worker.take(1).text, { "<access token>": verified.token, "<workerId>": created.data.workerId }, at))
+  const events = () => [...stream.stdout().matchAll(/^id: (\d+)\nevent: codex\.worker\.event\ndata: (.*)$/gm)].map((m) => ({ id: Number(m[1]), data: JSON.parse(m[2]!) }))
+  for (const deadline = Date.now() + 20_000; events().length < 3; await new Promise((r) => setTimeout(r, 100))) {
+    if (Date.now() > deadline) throw new Error(`no demo worker events on the stream:\n${stream.output()}`)
+  }
+  await stream.stop()
+  expect(events().map((e) => e.id)).toEqual(events().map((_, i) => i + 1))
+  expect(events()[0]!.data).toMatchObject({ workerId: created.data.workerId, seq: 1, eventType: "worker.started" })
+  expect(events()[1]!.data.eventType).toMatch(/^worker\.(output|heartbeat)$/)
+  worker.ran()
+
+  const restart = shellBlock("restart")
+  const command = restart.take(0)
+  expectShape(documented(command.output[0]!), await shJson(fill(command.text, {}, at)))
+  expect((await fetch(`http://127.0.0.1:${ports.OA_START_RUNTIME_PORT}/healthz`)).status).toBe(200)
+  restart.ran()
+}
 
 describe("npm start", () => {
   let dataDir: string
@@ -107,6 +155,7 @@ describe("npm start", () => {
       expect(refused).toBe("session_revoked")
     }
 
+    if (runtimeExists) await gettingStarted(sup, ports, dataDir)
 
     const gatewayPid = Number(sup.output().match(/starting l402-gateway \(pid (\d+)\)/)?.[1])
     expect(gatewayPid).toBeGreaterThan(0)

@@ -3,8 +3,9 @@
 // code from the dev outbox.
 import { type ChildProcess, spawn } from "node:child_process"
 import { createHmac } from "node:crypto"
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { expect } from "vitest"
 
@@ -72,6 +73,59 @@ export const start = (ports: Ports, dataDir: string, extra: Record<string, strin
   return { child, output: () => out, exited }
 }
 
+export interface System {
+  readonly sup: Supervisor
+  readonly ports: Ports
+  readonly dataDir: string
+  /** `http://127.0.0.1:<port>` of a service. */
+  readonly url: (port: keyof Ports) => string
+  /** The docs' default ports (4200, 4100, …) → this system's, for `fill` from test/support/docs.ts. */
+  readonly documentedPorts: Record<number, number>
+  /** Ctrl-C, wait for the exit, remove the data directory (for afterAll; safe to call twice). */
+  readonly stop: () => Promise<void>
+}
+
+/** The defaults of scripts/start.mjs, as the docs show them. */
+const DEFAULT_PORTS: Record<keyof Ports, number> = {
+  OA_START_CONTROL_PORT: 4200,
+  OA_START_RUNTIME_PORT: 4100,
+  OA_START_KHALA_PORT: 4101,
+  OA_START_LND_WALLET_PORT: 8080,
+  OA_START_LND_GATEWAY_PORT: 8082,
+  OA_START_GATEWAY_PORT: 8081,
+  OA_START_WALLET_EXECUTOR_PORT: 8788,
+  OA_START_LIGHTNING_OPS_PORT: 8790,
+  OA_START_DASHBOARD_PORT: 4300
+}
+
+/** `npm start` on free ports and a fresh data directory, once it is up. */
+export const startSystem = async (name: string, extra: Record<string, string> = {}): Promise<System> => {
+  const ports = await freePorts()
+  const dataDir = mkdtempSync(join(tmpdir(), `oa-${name}-`))
+  const sup = start(ports, dataDir, extra)
+  const stop = async () => {
+    if (sup.child.exitCode === null && sup.child.signalCode === null) {
+      sup.child.kill("SIGINT")
+      await sup.exited
+    }
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+  try {
+    await up(sup)
+  } catch (error) {
+    await stop()
+    throw error
+  }
+  return {
+    sup,
+    ports,
+    dataDir,
+    url: (port) => `http://127.0.0.1:${ports[port]}`,
+    documentedPorts: Object.fromEntries(Object.entries(DEFAULT_PORTS).map(([name, port]) => [port, ports[name as keyof Ports]])),
+    stop
+  }
+}
+
 export const until = async <A>(what: string, sup: Supervisor, f: () => A | undefined, timeoutMs = 150_000): Promise<A> => {
   const deadline = Date.now() + timeoutMs
   for (;;) {
@@ -90,11 +144,8 @@ export const post = async (url: string, body: unknown, headers: Record<string, s
   return { status: response.status, body: await response.json() as any }
 }
 
-/** The email-code flow of the local provider, with the code read from the dev outbox file. */
-export const signIn = async (sup: Supervisor, control: string, dataDir: string, email: string) => {
-  const sent = await post(`${control}/api/auth/email`, { email })
-  expect(sent.status).toBe(200)
-  const challengeId: string = sent.body.challengeId
+/** The code the local provider sent for a challenge, from the dev outbox file (and the terminal). */
+export const signInCode = async (sup: Supervisor, dataDir: string, email: string, challengeId: string) => {
   const code = await until("the sign-in code", sup, () => {
     const outbox = join(dataDir, "dev-outbox.log")
     if (!existsSync(outbox)) return undefined
@@ -102,6 +153,15 @@ export const signIn = async (sup: Supervisor, control: string, dataDir: string, 
   }, 10_000)
   // It is also announced in the terminal (the supervisor's stdout can trail the outbox file).
   await until("the sign-in code in the terminal", sup, () => (sup.output().includes(`sign-in code for ${email}: ${code}`) ? true : undefined), 10_000)
+  return code
+}
+
+/** The email-code flow of the local provider, with the code read from the dev outbox file. */
+export const signIn = async (sup: Supervisor, control: string, dataDir: string, email: string) => {
+  const sent = await post(`${control}/api/auth/email`, { email })
+  expect(sent.status).toBe(200)
+  const challengeId: string = sent.body.challengeId
+  const code = await signInCode(sup, dataDir, email, challengeId)
   const verified = await post(`${control}/api/auth/verify`, { code, challenge_id: challengeId }, { "x-client": "autopilot-ios" })
   expect(verified.status).toBe(200)
   return verified.body as { userId: string; token: string }

@@ -1,41 +1,30 @@
-// The example as a process (PORT=0, KHALA_PORT=0): a user signs in with the app, subscribes with
+// The example as its README starts it (`npm start -w examples/embedded-runtime`, PORT=0 and
+// KHALA_PORT=0 for free ports): a user signs in with the app, subscribes with
 // @openagents/khala-client to their worker summaries, creates a task through the app's own route
 // (the app creates the worker in process), and sees it arrive over Khala; the embedded runtime
 // API serves the same worker to the app's bearer token and refuses a forged one; SIGTERM stops it.
-import { createClient, memoryStore, type WebSocketConstructor } from "@openagents/khala-client"
-import { type ChildProcess, spawn } from "node:child_process"
+import { createClient, memoryStore } from "@openagents/khala-client"
 import { afterAll, describe, expect, it } from "vitest"
 import WebSocket from "ws"
-import { root } from "../../../test/support/supervisor.js"
-
-const post = async (url: string, body: unknown, headers: Record<string, string> = {}) => {
-  const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) })
-  return { status: response.status, body: (await response.json()) as any }
-}
+import { type Background, shBackground, shellBlock } from "../../../test/support/docs.js"
+import { post } from "../../../test/support/supervisor.js"
 
 describe("examples/embedded-runtime", () => {
-  let child: ChildProcess | undefined
+  let example: Background | undefined
 
-  afterAll(() => {
-    if (child !== undefined && child.exitCode === null) child.kill("SIGKILL")
-  })
+  afterAll(() => example?.stop("SIGKILL"))
 
   it("serves its own routes, the runtime API and Khala from one process on in-memory PGlite", async () => {
-    child = spawn(process.execPath, ["--conditions=@openagents/source", "--import", "tsx", "examples/embedded-runtime/src/main.ts"], {
-      cwd: root,
-      env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "/tmp", PORT: "0", KHALA_PORT: "0", NO_COLOR: "1" },
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let output = ""
-    child.stdout!.on("data", (d) => (output += String(d)))
-    child.stderr!.on("data", (d) => (output += String(d)))
-    const exited = new Promise<number | null>((resolve) => child!.once("exit", (code) => resolve(code)))
-    let urls: RegExpMatchArray | null = null
-    for (const deadline = Date.now() + 60_000; urls === null; await new Promise((r) => setTimeout(r, 100))) {
-      urls = /embedded runtime on (http:\S+) \(Khala (ws:\S+)\)/.exec(output)
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the example did not start:\n${output}`)
+    const block = shellBlock("embedded-runtime")
+    const command = block.take(0)
+    example = shBackground(command.text, { env: { PORT: "0", KHALA_PORT: "0" } })
+    block.ran()
+    // It says where it listens, as the README shows (with the ports it was given).
+    const said = new RegExp(`^${command.output[0]!.replace(/[.()]/g, "\\$&").replace(/:44\d\d/g, ":\\d+")}$`, "m")
+    for (const deadline = Date.now() + 60_000; !said.test(example.stdout()); await new Promise((r) => setTimeout(r, 100))) {
+      if (Date.now() > deadline || example.child.exitCode !== null) throw new Error(`the example did not start:\n${example.output()}`)
     }
-    const [, base, khalaUrl] = urls
+    const [, base, khalaUrl] = /embedded runtime on (http:\S+) \(Khala (ws:\S+)\)/.exec(example.stdout())!
 
     expect(await (await fetch(base!)).json()).toEqual({ app: "tasks", embeds: ["runtime-core", "khala-core"] })
     const session = await post(`${base}/app/sign-in`, { user: "ada" })
@@ -44,7 +33,7 @@ describe("examples/embedded-runtime", () => {
     const client = createClient({
       url: khalaUrl!,
       snapshotBaseUrl: base!,
-      WebSocket: WebSocket as unknown as WebSocketConstructor,
+      WebSocket,
       store: memoryStore(),
       tokenProvider: async () => (await post(`${base}/app/sign-in`, { user: "ada" })).body.syncToken
     })
@@ -72,7 +61,6 @@ describe("examples/embedded-runtime", () => {
     expect(forged.status).toBe(401)
 
     await client.close()
-    child.kill("SIGTERM")
-    expect(await exited).toBe(0)
+    expect(await example.stop("SIGTERM")).toBe(0)
   }, 120_000)
 })

@@ -10,7 +10,13 @@
 // Reload: the client loads each topic's documents and watermark from IndexedDB and resumes from
 // that watermark (the page shows the restored watermark). Runtime restart: the client reconnects
 // by itself with backoff and resumes; nothing here handles it specially.
+//
+// Bounds: a worker's event topic gains a document per event for as long as the worker runs. The
+// page renders the newest SHOWN_EVENTS of each worker, and IndexedDB keeps between KEPT_EVENTS and
+// twice that many (retention.ts); the client's in-memory copy holds what arrived since the page
+// loaded (khala-client has no per-topic retention), and a reload starts from the trimmed store.
 import { type ClientEvent, createClient, type Document, indexedDbStore, type KhalaClient, type SyncStore } from "@openagents/khala-client"
+import { keepNewest } from "./retention.js"
 
 interface User {
   readonly id: string
@@ -39,8 +45,10 @@ interface WorkerEvent {
 
 const SCOPES = ["runtime.codex_worker_summaries", "runtime.codex_worker_events"]
 const SHOWN_EVENTS = 30
+const KEPT_EVENTS = 100
 const summariesTopic = (userId: string) => `runtime.codex_worker_summaries:user:${userId}`
-const eventsTopic = (workerId: string) => `runtime.codex_worker_events:worker:${workerId}`
+const EVENTS_CLASS = "runtime.codex_worker_events"
+const eventsTopic = (workerId: string) => `${EVENTS_CLASS}:worker:${workerId}`
 const storeName = (userId: string) => `khala-dashboard:${userId}`
 
 const app = document.getElementById("app")!
@@ -112,7 +120,7 @@ const codeForm = (email: string, challengeId: string) => {
 const signedIn = async (user: User) => {
   userLabel.textContent = user.email ?? user.id
   signOutButton.hidden = false
-  const store = indexedDbStore({ name: storeName(user.id) })
+  const store = keepNewest(indexedDbStore({ name: storeName(user.id) }), { keep: KEPT_EVENTS, topics: (topic) => topic.startsWith(`${EVENTS_CLASS}:`) })
   const client = createClient({
     url: `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/sync/v1/ws`,
     tokenProvider: async () => {

@@ -7,12 +7,10 @@
 //
 // Chromium: CHROMIUM_PATH, or Debian's /usr/bin/chromium. .ci/run installs it and sets
 // CHROMIUM_PATH, which makes a missing browser a failure; elsewhere the test is skipped, saying why.
-import { accessSync, constants, mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { accessSync, constants } from "node:fs"
 import { type Browser, chromium, type Page } from "playwright-core"
 import { afterAll, describe, expect, it } from "vitest"
-import { freePorts, type Ports, start, type Supervisor, until, up } from "../../../test/support/supervisor.js"
+import { startSystem, type System, until } from "../../../test/support/supervisor.js"
 
 const chromiumPath = process.env["CHROMIUM_PATH"] || "/usr/bin/chromium"
 const required = process.env["CHROMIUM_PATH"] !== undefined && process.env["CHROMIUM_PATH"] !== ""
@@ -38,25 +36,19 @@ if (!haveChromium && !required) {
   })
 } else {
   describe("examples/web-dashboard in Chromium", () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "oa-dashboard-"))
-    let sup: Supervisor | undefined
+    let system: System | undefined
     let browser: Browser | undefined
 
     afterAll(async () => {
       await browser?.close()
-      if (sup !== undefined && sup.child.exitCode === null) {
-        sup.child.kill("SIGINT")
-        await sup.exited
-      }
-      rmSync(dataDir, { recursive: true, force: true })
+      await system?.stop()
     })
 
     it("signs in, shows live worker events, survives a reload and a runtime restart, and converges", async () => {
       expect(haveChromium, `CHROMIUM_PATH=${chromiumPath} is not an executable`).toBe(true)
-      const ports: Ports = await freePorts()
-      sup = start(ports, dataDir)
-      await up(sup)
-      const base = `http://127.0.0.1:${ports.OA_START_DASHBOARD_PORT}`
+      system = await startSystem("dashboard")
+      const sup = system.sup
+      const base = system.url("OA_START_DASHBOARD_PORT")
       expect(sup.output()).toContain(`Dashboard: ${base}/`)
 
       // --no-sandbox: CI runs as root in a container, where Chromium's sandbox cannot start.
@@ -113,7 +105,7 @@ if (!haveChromium && !required) {
       const beforeRestart = await attr(page, "[data-worker]", "data-events-watermark")
       const restarted = await fetch(`${base}/dev/restart/runtime`, { method: "POST", headers: { "x-oa-dev": "restart" } })
       expect([restarted.status, await restarted.json()]).toEqual([200, { ok: true, restarted: "runtime" }])
-      await until("the restart announcement", sup, () => (sup!.output().includes("runtime is ready again") ? true : undefined), 5_000)
+      await until("the restart announcement", sup, () => (sup.output().includes("runtime is ready again") ? true : undefined), 5_000)
       // The page lost the connection, got it back, and the stream moves on past where it was.
       await page.waitForFunction((seen) => Number(document.querySelector("[data-worker]")!.getAttribute("data-events-watermark")) > seen + 2, beforeRestart, {
         timeout: 60_000

@@ -1,24 +1,26 @@
-// lightning-ops as a process, across processes: the l402-gateway host (its own process, billing
-// through a simulated node), `lightning-ops --once` compiling paywalls from a file (mock control
-// plane) and reconciling the gateway, paying the smoke challenge through a wallet executor; then a
-// buyer pays its way through the gateway process to the upstream. And the loop mode's /healthz.
+// lightning-ops as a process, across processes: docs/lightning/RUNBOOK.md's development sequence
+// as written (lnd-sim, the l402-gateway billing through it, a wallet executor paying from it, then
+// `lightning-ops --once` compiling paywalls from a file and reconciling the gateway, paying the
+// smoke challenge through the executor), on free ports with `$PWD` a temporary directory; then a
+// buyer pays its way through the gateway process to the upstream. And the loop mode's /healthz,
+// and the refusals of a bad configuration.
 import { describe, expect, it } from "@effect/vitest"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import { HttpControlPlane, L402Buyer, LndRest, LndSimulator, MemoryControlPlane, MemoryLedger, WalletExecutor, WalletExecutorHttp } from "@openagents/lightning"
+import { HttpControlPlane, L402Buyer, MemoryControlPlane } from "@openagents/lightning"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import { mkdtempSync, writeFileSync } from "node:fs"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { fill, sh, shBackground, shellBlock } from "../../../test/support/docs.js"
 import { freePort, type HostProcess, startHost, waitFor } from "../../../packages/lightning/test/process.js"
 import { serve } from "../../../packages/lightning/test/support.js"
 
 const OPS = "ops-token-0123456789abcdef"
-const EXEC = "exec-token-0123456789abcdef"
 /** The role credentials lightning-ops refuses to start without. */
 const CREDS = {
   OA_LIGHTNING_OPS_CRED_GATEWAY_INVOICE: "cred-gateway-invoice-0123456789",
@@ -34,36 +36,23 @@ const exited = (h: HostProcess) =>
     h.child.exitCode !== null ? Promise.resolve(h.child.exitCode) : new Promise<number | null>((resolve) => h.child.once("exit", (code) => resolve(code)))
   )
 
+/** Poll a background command's health URL. */
+const ready = async (url: string, what: { child: { exitCode: number | null }; output: () => string }) => {
+  for (const deadline = Date.now() + 60_000; ; await new Promise((r) => setTimeout(r, 100))) {
+    if (what.child.exitCode !== null) throw new Error(`exited (${what.child.exitCode}):\n${what.output()}`)
+    const status = await fetch(url, { signal: AbortSignal.timeout(2_000) }).then((r) => r.status, () => 0)
+    if (status === 200) return
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${url}:\n${what.output()}`)
+  }
+}
+
 describe("lightning-ops host", () => {
-  it.scopedLive("--once reconciles the gateway process; a buyer then pays through it to the upstream", () =>
+  it.scopedLive("the RUNBOOK's development sequence reconciles the gateway; a buyer then pays through it to the upstream", () =>
     Effect.gen(function*() {
-      const network = yield* LndSimulator.makeNetwork()
-      const walletNode = network.addNode({ alias: "wallet", balanceMsat: 5_000_000n })
-      const gatewayNode = network.addNode({ alias: "gateway" })
-      const walletLnd = LndRest.layer({ baseUrl: yield* serve(LndSimulator.router(walletNode)), macaroon: Redacted.make(walletNode.macaroons.admin) }).pipe(
-        Layer.provide(NodeHttpClient.layer)
-      )
-      const gatewayLndUrl = yield* serve(LndSimulator.router(gatewayNode))
       const upstreamUrl = yield* serve(HttpRouter.empty.pipe(HttpRouter.get("/paid/signal", Effect.succeed(HttpServerResponse.unsafeJson({ signal: "buy" })))))
-      const executor = yield* Layer.build(
-        WalletExecutor.layer({ ...WalletExecutor.defaults, allowedHosts: ["127.0.0.1"], reconcileIntervalMs: 3_600_000 }).pipe(Layer.provide(Layer.merge(walletLnd, MemoryLedger.layer)))
-      )
-      const executorUrl = yield* serve(WalletExecutorHttp.router(Redacted.make(EXEC)).pipe(Effect.provide(executor)))
-
-      const gatewayPort = yield* Effect.promise(freePort)
-      const gateway = yield* host("l402-gateway", {
-        L402_GATEWAY_PORT: String(gatewayPort),
-        L402_GATEWAY_OPS_TOKEN: OPS,
-        L402_GATEWAY_ROOT_SECRET: "root-secret-0123456789abcdef0123456789",
-        LND_REST_URL: gatewayLndUrl,
-        LND_MACAROON_HEX: gatewayNode.macaroons.invoice
-      })
-      const gatewayUrl = `http://127.0.0.1:${gatewayPort}`
-      yield* Effect.promise(() => waitFor(`${gatewayUrl}/healthz`, gateway))
-
-      const dir = mkdtempSync(join(tmpdir(), "lightning-ops-"))
-      const paywallsPath = join(dir, "paywalls.json")
-      writeFileSync(paywallsPath, JSON.stringify({
+      const pwd = mkdtempSync(join(tmpdir(), "lightning-dev-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(pwd, { recursive: true, force: true })))
+      writeFileSync(join(pwd, "paywalls.json"), JSON.stringify({
         paywalls: [{
           paywallId: "pw_signal",
           ownerId: "owner_7",
@@ -73,34 +62,46 @@ describe("lightning-ops host", () => {
           routes: [{ routeId: "route_signal", hostPattern: "127.0.0.1", pathPattern: "/paid/signal", upstreamUrl, protocol: "http" }]
         }]
       }))
-      const opsEnv = {
-        OA_LIGHTNING_OPS_CONTROL_PLANE_MODE: "mock",
-        OA_LIGHTNING_OPS_MOCK_PAYWALLS_PATH: paywallsPath,
-        OA_LIGHTNING_OPS_GATEWAY_BASE_URL: gatewayUrl,
-        OA_LIGHTNING_OPS_GATEWAY_OPS_TOKEN: OPS,
-        ...CREDS,
-        OA_LIGHTNING_OPS_WALLET_EXECUTOR_URL: executorUrl,
-        OA_LIGHTNING_OPS_WALLET_EXECUTOR_TOKEN: EXEC
-      }
-      const once = yield* host("lightning-ops", opsEnv, ["--once"])
-      const code = yield* exited(once)
-      expect(code, once.output()).toBe(0)
-      const output = once.output()
-      expect(output).toMatch(/reconcile req_[0-9a-f]+: applied/)
 
-      const deployment = (yield* Effect.promise(() => fetch(`${gatewayUrl}/ops/deployment`, { headers: { authorization: `Bearer ${OPS}` } }).then((r) => r.json()))) as any
+      // The documented ports → free ones; the hosts' default ports set to them.
+      const [lndWallet, lndGateway, gateway, executor] = yield* Effect.promise(() => Promise.all([freePort(), freePort(), freePort(), freePort()]))
+      const values = { "$PWD": pwd, "10080": String(lndWallet), "10081": String(lndGateway) }
+      const ports = { 8081: gateway, 8788: executor }
+      const env = { L402_GATEWAY_PORT: String(gateway), OA_LIGHTNING_WALLET_EXECUTOR_PORT: String(executor) }
+      const health = [`http://127.0.0.1:${lndWallet}/healthz`, `http://127.0.0.1:${gateway}/healthz`, `http://127.0.0.1:${executor}/healthz`]
+
+      const runbook = shellBlock("lightning-dev")
+      const services = runbook.commands.filter((c) => c.background)
+      expect(services.length).toBe(3)
+      for (const [i, url] of health.entries()) {
+        const service = shBackground(fill(runbook.take(i).text, values, ports), { env })
+        yield* Effect.addFinalizer(() => Effect.promise(() => service.stop()))
+        yield* Effect.promise(() => ready(url!, service))
+      }
+      const once = runbook.take(3)
+      expect(once.background).toBe(false)
+      const ran = yield* Effect.promise(() => sh(fill(once.text, values, ports), { env, timeoutMs: 120_000 }))
+      expect(ran.code, ran.stdout + ran.stderr).toBe(0)
+      // "its log says: reconcile req_…: applied"
+      const said = /reconcile req_…: applied/.exec(once.output.join("\n"))![0]
+      expect(ran.stdout + ran.stderr).toMatch(new RegExp(said.replace("…", "[0-9a-f]+")))
+      runbook.ran()
+
+      const deployment = (yield* Effect.promise(() => fetch(`http://127.0.0.1:${gateway}/ops/deployment`, { headers: { authorization: "Bearer dev-ops-token-0123456789" } }).then((r) => r.json()))) as any
       expect(deployment.deployment.configHash).toMatch(/^cfg_[0-9a-f]{64}$/)
 
       const buyer = yield* L402Buyer.make().pipe(Effect.provide(Layer.mergeAll(
-        L402Buyer.walletExecutorPayer({ baseUrl: executorUrl, token: Redacted.make(EXEC) }),
+        L402Buyer.walletExecutorPayer({ baseUrl: `http://127.0.0.1:${executor}`, token: Redacted.make("dev-exec-token-0123456789") }),
         L402Buyer.memoryCache
       ).pipe(Layer.provideMerge(NodeHttpClient.layer))))
-      const { response, result } = yield* buyer.fetch(HttpClientRequest.get(`${gatewayUrl}/paid/signal`))
+      const { response, result } = yield* buyer.fetch(HttpClientRequest.get(`http://127.0.0.1:${gateway}/paid/signal`))
       expect(response.status).toBe(200)
       expect(yield* response.json).toEqual({ signal: "buy" })
       expect(result).toMatchObject({ paid: true, amountMsats: 70_000n })
-      expect(walletNode.sendAttempts).toBe(2) // the smoke probe, then the buyer
-    }), 120_000)
+      // Two payments from the wallet node: the smoke probe, then the buyer.
+      const status = (yield* Effect.promise(() => fetch(`http://127.0.0.1:${executor}/status`, { headers: { authorization: "Bearer dev-exec-token-0123456789" } }).then((r) => r.json()))) as any
+      expect(JSON.stringify(status)).toMatch(/"pendingPaymentsCount":0,"recentPaymentsCount":2,/)
+    }), 180_000)
 
   it.scopedLive("loop mode serves /healthz and /metrics; bad config exits naming the variable", () =>
     Effect.gen(function*() {

@@ -21,6 +21,7 @@ import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { spawnSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
+import { fill, sh, shellBlock, withoutNpmBanner } from "../../../test/support/docs.js"
 import { env, freePort, type HostProcess, signedFetch, startProcess } from "./support.js"
 
 const ADMIN = fileURLToPath(new URL("../src/admin.ts", import.meta.url))
@@ -191,9 +192,17 @@ for (const engine of engines()) {
     }, 240_000)
 
     it.skipIf(engine.name !== "pglite")("the admin CLI reports parity, finds a tampered read model, and repairs it by reprojection", async () => {
-      const clean = admin(engine.database, "parity")
-      expect([clean.code, clean.err]).toEqual([0, ""])
+      // docs/OPERATIONS.md's operator commands, as written, on this database.
+      const documented = shellBlock("runtime-admin")
+      const runDocumented = async (index: number, values: Record<string, string> = {}) => {
+        const ran = await sh(fill(documented.take(index).text, values), { env: "dataDir" in engine.database ? { DATA_DIR: engine.database.dataDir } : { DATABASE_URL: engine.database.url } })
+        return { code: ran.code, out: withoutNpmBanner(ran.stdout) }
+      }
+      const clean = await runDocumented(0)
+      expect(clean.code).toBe(0)
       expect(JSON.parse(clean.out).map((r: { checked: number }) => r.checked > 0)).toEqual([true, true])
+      const verified = await runDocumented(1, { "<id>": RUNS[0]! })
+      expect([verified.code, JSON.parse(verified.out).drift]).toEqual([0, false])
       const check = ManagedRuntime.make(engine.layer())
       await check.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) =>
         sql`UPDATE runtime.sync_codex_worker_summaries SET payload = jsonb_set(payload, '{status}', '"failed"')
@@ -203,8 +212,9 @@ for (const engine of engines()) {
       expect(drift.code).toBe(1)
       expect(JSON.parse(drift.out)[1].issues).toEqual([{ kind: "hash_mismatch", entityId: WORKERS[0] }])
       expect(admin(engine.database, "verify", "--worker-id", WORKERS[0]!).code).toBe(1)
-      const repaired = admin(engine.database, "reproject", "--all")
+      const repaired = await runDocumented(2)
       expect([repaired.code, JSON.parse(repaired.out).workers.changed]).toEqual([0, 1])
+      documented.ran()
       expect(admin(engine.database, "parity").code).toBe(0)
       expect(admin(engine.database, "reproject").code).toBe(2)
     }, 240_000)

@@ -47,16 +47,24 @@ export type ClientEvent =
   | { readonly type: "unauthorized"; readonly reason: number; readonly message: string }
   | { readonly type: "error"; readonly error: KhalaClientError }
 
+/**
+ * An event handler property. Declared through a method so that its parameter is checked
+ * bivariantly, as TypeScript checks methods: implementations type their handlers with their own
+ * event classes (`ws`'s `(event: WebSocket.Event) => void`, the DOM's `(ev: Event) => any`), and
+ * must be assignable without a cast.
+ */
+type Handler<E> = { handle(event: E): void }["handle"]
+
 /** The subset of the WHATWG WebSocket the client uses (browsers, React Native, Node ≥ 22, `ws`). */
 export interface WebSocketLike {
   binaryType: string
   readonly readyState: number
   send(data: Uint8Array): void
   close(code?: number, reason?: string): void
-  onopen: ((event: unknown) => void) | null
-  onmessage: ((event: { data: unknown }) => void) | null
-  onclose: ((event: { code: number; reason: string }) => void) | null
-  onerror: ((event: unknown) => void) | null
+  onopen: Handler<unknown> | null
+  onmessage: Handler<{ data: unknown }> | null
+  onclose: Handler<{ code: number; reason: string }> | null
+  onerror: Handler<unknown> | null
 }
 export type WebSocketConstructor = new (url: string, protocols: Array<string>) => WebSocketLike
 
