@@ -191,6 +191,28 @@ export const harnesses: Record<string, Harness> = {
   // packages/khala-client/README.md: the quick start, as a page would run it.
   "khala-client/quick-start": { langs: ["ts"], ts: browser("") },
   "client-guide/browser": { langs: ["ts"], ts: browser("khala-sync") },
+  // packages/khala-client/README.md: keepNewest bounds an event stream, in memory and in the store.
+  "khala-client/keep-newest": {
+    langs: ["ts"],
+    ts: {
+      prelude: CLIENT,
+      epilogue: "export { client, store }",
+      check: async ({ client, store }, ctx) => {
+        const topic = "runtime.codex_worker_events:worker:w_123"
+        client.subscribe(topic)
+        let last = ""
+        for (let i = 0; i < 250; i++) {
+          last = `docs:keep-newest:${i}`
+          await publish(ctx, topic, last)
+        }
+        await docs.until("the last event", () => client.documents(topic).has(last))
+        expect(client.documents(topic).size).toBeLessThanOrEqual(200)
+        expect(client.documents(topic).size).toBeGreaterThanOrEqual(100)
+        expect((await store.load(topic)).documents.length).toBe(client.documents(topic).size)
+        await client.close()
+      }
+    }
+  },
 
   "client-guide/react-native": {
     langs: ["ts"],

@@ -12,11 +12,11 @@
 // by itself with backoff and resumes; nothing here handles it specially.
 //
 // Bounds: a worker's event topic gains a document per event for as long as the worker runs. The
-// page renders the newest SHOWN_EVENTS of each worker, and IndexedDB keeps between KEPT_EVENTS and
-// twice that many (retention.ts); the client's in-memory copy holds what arrived since the page
-// loaded (khala-client has no per-topic retention), and a reload starts from the trimmed store.
+// page renders the newest SHOWN_EVENTS of each worker; the client keeps between KEPT_EVENTS and
+// twice that many, in memory and in IndexedDB (its `keepNewest` option, retention.ts), and a
+// reload starts from the trimmed store.
 import { type ClientEvent, createClient, type Document, indexedDbStore, type KhalaClient, type SyncStore } from "@openagents/khala-client"
-import { keepNewest } from "./retention.js"
+import { EVENTS_CLASS, keepNewest } from "./retention.js"
 
 interface User {
   readonly id: string
@@ -45,9 +45,7 @@ interface WorkerEvent {
 
 const SCOPES = ["runtime.codex_worker_summaries", "runtime.codex_worker_events"]
 const SHOWN_EVENTS = 30
-const KEPT_EVENTS = 100
 const summariesTopic = (userId: string) => `runtime.codex_worker_summaries:user:${userId}`
-const EVENTS_CLASS = "runtime.codex_worker_events"
 const eventsTopic = (workerId: string) => `${EVENTS_CLASS}:worker:${workerId}`
 const storeName = (userId: string) => `khala-dashboard:${userId}`
 
@@ -120,7 +118,7 @@ const codeForm = (email: string, challengeId: string) => {
 const signedIn = async (user: User) => {
   userLabel.textContent = user.email ?? user.id
   signOutButton.hidden = false
-  const store = keepNewest(indexedDbStore({ name: storeName(user.id) }), { keep: KEPT_EVENTS, topics: (topic) => topic.startsWith(`${EVENTS_CLASS}:`) })
+  const store = indexedDbStore({ name: storeName(user.id) })
   const client = createClient({
     url: `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/sync/v1/ws`,
     tokenProvider: async () => {
@@ -128,7 +126,8 @@ const signedIn = async (user: User) => {
       if (minted.status !== 200) throw new Error(`sync token: ${errorText(minted)}`)
       return minted.body.data.token as string
     },
-    store
+    store,
+    keepNewest
   })
   const view = new Dashboard(client, store, user)
   signOutButton.onclick = async () => {

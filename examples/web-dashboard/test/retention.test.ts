@@ -1,7 +1,8 @@
-// The dashboard's bound on IndexedDB (src/retention.ts), with the real client, a Khala test server
-// and IndexedDB (fake-indexeddb in Node; no browser needed): a long event stream leaves at most
-// 2 × keep documents in the store, the newest ones, with the watermark of the last event; a page
-// reloaded from it resumes exactly after that watermark; other topics are never trimmed.
+// The dashboard's bound on its event topics (src/retention.ts: the client's `keepNewest` option),
+// with the real client, a Khala test server and IndexedDB (fake-indexeddb in Node; no browser
+// needed): a long event stream leaves at most 2 × KEPT_EVENTS documents in memory and in the
+// store, the newest ones, with the watermark of the last event; a page reloaded from it resumes
+// exactly after that watermark; summaries are never trimmed.
 import { createClient, indexedDbStore, type SyncStore } from "@openagents/khala-client"
 import { TopicAuthorizer } from "@openagents/khala-core"
 import { TestServer } from "@openagents/khala-core/testing"
@@ -9,11 +10,13 @@ import * as Effect from "effect/Effect"
 import { IDBFactory } from "fake-indexeddb"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import WebSocket from "ws"
-import { keepNewest } from "../src/retention.js"
+import { KEPT_EVENTS, keepNewest } from "../src/retention.js"
 
 const EVENTS = "runtime.codex_worker_events:worker:w1"
 const SUMMARIES = "runtime.codex_worker_summaries:user:u1"
-const keep = 10
+const keep = KEPT_EVENTS
+/** Events published: past two trims. */
+const N = 4 * KEPT_EVENTS + 50
 
 const until = async (what: string, f: () => boolean) => {
   for (const deadline = Date.now() + 10_000; !f(); await new Promise((r) => setTimeout(r, 10))) {
@@ -35,8 +38,8 @@ describe("web-dashboard retention", () => {
     ;(globalThis as { indexedDB?: unknown }).indexedDB = saved
   })
 
-  const page = (store: SyncStore) => createClient({ url: server.url, tokenProvider: () => TestServer.token("u1"), WebSocket, store })
-  const store = () => keepNewest(indexedDbStore({ name: "dashboard-retention" }), { keep, topics: (t) => t.startsWith("runtime.codex_worker_events:") })
+  const page = (store: SyncStore) => createClient({ url: server.url, tokenProvider: () => TestServer.token("u1"), WebSocket, store, keepNewest })
+  const store = () => indexedDbStore({ name: "dashboard-retention" })
   const event = (seq: number) => ({ docKey: `runtime/codex_worker_event:w1:${seq}`, docVersion: seq, payload: { seq, eventType: "worker.output" } })
 
   it("keeps the newest events of an event topic in IndexedDB, and a reload resumes after the last one", async () => {
@@ -45,29 +48,30 @@ describe("web-dashboard retention", () => {
     first.subscribe(SUMMARIES)
     await first.live(EVENTS)
     // One event per append, as a worker produces them; and a summary document per append.
-    for (let seq = 1; seq <= 45; seq++) {
+    for (let seq = 1; seq <= N; seq++) {
       await server.publish(EVENTS, [event(seq)])
       await server.publish(SUMMARIES, [{ docKey: `summary:${seq}`, docVersion: 1, payload: { seq } }])
     }
-    await until("45 events applied", () => first.watermark(EVENTS) === 45n && first.watermark(SUMMARIES) === 45n)
+    await until(`${N} events applied`, () => first.watermark(EVENTS) === BigInt(N) && first.watermark(SUMMARIES) === BigInt(N))
+    expect(first.documents(EVENTS).size).toBeLessThanOrEqual(2 * keep)
     await first.close()
 
     const stored = (await indexedDbStore({ name: "dashboard-retention" }).load(EVENTS))!
-    expect(stored.watermark).toBe(45n)
+    expect(stored.watermark).toBe(BigInt(N))
     expect(stored.documents.length).toBeLessThanOrEqual(2 * keep)
     expect(stored.documents.length).toBeGreaterThanOrEqual(keep)
     const seqs = stored.documents.map((d) => Number(d.docVersion)).sort((a, b) => a - b)
-    expect(seqs).toEqual(seqs.map((_, i) => 46 - seqs.length + i)) // the newest, without a hole
-    expect((await indexedDbStore({ name: "dashboard-retention" }).load(SUMMARIES))!.documents.length).toBe(45)
+    expect(seqs).toEqual(seqs.map((_, i) => N + 1 - seqs.length + i)) // the newest, without a hole
+    expect((await indexedDbStore({ name: "dashboard-retention" }).load(SUMMARIES))!.documents.length).toBe(N)
 
     // A reload: the restored events, then exactly the next one.
     const second = page(store())
     second.subscribe(EVENTS)
     await second.live(EVENTS)
     expect(second.documents(EVENTS).size).toBe(stored.documents.length)
-    await server.publish(EVENTS, [event(46)])
-    await until("event 46", () => second.watermark(EVENTS) === 46n)
-    expect([...second.documents(EVENTS).keys()].at(-1)).toBe("runtime/codex_worker_event:w1:46")
+    await server.publish(EVENTS, [event(N + 1)])
+    await until("the next event", () => second.watermark(EVENTS) === BigInt(N + 1))
+    expect([...second.documents(EVENTS).keys()].at(-1)).toBe(`runtime/codex_worker_event:w1:${N + 1}`)
     await second.close()
   })
 })

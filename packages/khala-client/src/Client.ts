@@ -87,6 +87,14 @@ export interface ClientOptions {
   readonly requestTimeoutMs?: number
   /** For tests: the random source of the jitter. */
   readonly random?: () => number
+  /**
+   * Bound a topic: return N to keep only its newest N documents (by doc_version), in memory and
+   * in the store, or undefined to keep everything (the default). For event streams, where every
+   * event is a document of its own. A topic is trimmed back to N once it holds more than 2N, so the
+   * store is rewritten once per N new documents; the watermark is kept, so nothing trimmed is
+   * fetched again.
+   */
+  readonly keepNewest?: (topic: string) => number | undefined
 }
 
 interface TopicEntry {
@@ -157,6 +165,7 @@ export class KhalaClient {
       entry.epoch = state.epoch
       entry.watermark = state.watermark
       for (const d of state.documents) entry.docs.set(d.docKey, toDocument(d))
+      return this.trim(entry)
     })
     this.topics.set(topic, entry)
     if (this.status === "idle") this.connect()
@@ -167,6 +176,32 @@ export class KhalaClient {
   unsubscribe(topic: string): void {
     if (!this.topics.delete(topic)) return
     if (this.status === "connected") this.send(Wire.unsubscribe({ topics: [topic], requestId: this.nextRequestId() }))
+  }
+
+  /** Keep the topic's newest `keepNewest(topic)` documents once it holds more than twice that. */
+  private async trim(entry: TopicEntry): Promise<void> {
+    const keep = this.options.keepNewest?.(entry.topic)
+    if (keep === undefined) return
+    if (!Number.isSafeInteger(keep) || keep < 1) {
+      this.emit({ type: "error", error: new KhalaClientError("invalid_option", `keepNewest(${entry.topic}) must be a positive integer, got ${String(keep)}`, [entry.topic]) })
+      return
+    }
+    if (entry.docs.size <= 2 * keep) return
+    const kept = [...entry.docs.values()].sort((a, b) => (a.docVersion === b.docVersion ? 0 : a.docVersion > b.docVersion ? -1 : 1)).slice(0, keep)
+    try {
+      await this.store.apply(entry.topic, {
+        epoch: entry.epoch,
+        watermark: entry.watermark,
+        upserts: kept.map((d) => ({ docKey: d.docKey, docVersion: d.docVersion, payload: d.json })),
+        replace: true
+      })
+    } catch (error) {
+      // Nothing is lost: the store still holds everything; the next apply tries again.
+      this.emit({ type: "error", error: new KhalaClientError("store_failed", `trimming ${entry.topic} failed: ${String(error)}`, [entry.topic]) })
+      return
+    }
+    entry.docs.clear()
+    for (const d of kept) entry.docs.set(d.docKey, d)
   }
 
   /** The topic's documents as applied (and persisted) so far. */
@@ -578,6 +613,7 @@ export class KhalaClient {
           for (const d of documents) entry.docs.set(d.docKey, toDocument(d))
           entry.epoch = snapshot.epoch
           entry.watermark = snapshot.watermark
+          await this.trim(entry)
           this.emit({ type: "resynced", topic: stale.topic, watermark: snapshot.watermark, via: "snapshot", gap: false })
           this.emit({ type: "change", topic: stale.topic, changed: documents.map((d) => d.docKey), watermark: snapshot.watermark })
         } else {
@@ -645,6 +681,7 @@ export class KhalaClient {
         entry.epoch = epoch
         entry.watermark = result.watermark
         for (const d of result.upserts) entry.docs.set(d.docKey, toDocument(d))
+        await this.trim(entry)
         this.emit({ type: "change", topic: first.topic, changed: result.upserts.map((d) => d.docKey), watermark: result.watermark })
       }
       if (result.gapAt !== undefined) {

@@ -175,6 +175,39 @@ describe("khala-client against the server", () => {
     }
   })
 
+  it("keeps only a topic's newest documents in memory and in the store when asked, and resumes without refetching the rest", async () => {
+    const topic = "runtime.notifications:user:c9"
+    const store = memoryStore()
+    const keepNewest = (t: string) => (t === topic ? 5 : undefined)
+    // Versions out of key order: the newest by doc_version are e20..e24.
+    for (let i = 0; i < 25; i++) await server.publish(topic, [{ docKey: `e${(i * 7) % 25}`, docVersion: 100 + i, payload: { i } }])
+    const first = clientFor(server, "c9", { store, keepNewest })
+    first.subscribe(topic)
+    await first.live(topic)
+    const newest = Array.from({ length: 5 }, (_, j) => `e${((20 + j) * 7) % 25}`).sort()
+    const held = [...first.documents(topic).keys()].sort()
+    expect(held.length).toBeGreaterThanOrEqual(5)
+    expect(held.length).toBeLessThanOrEqual(10)
+    for (const key of newest) expect(held).toContain(key)
+    for (let i = 25; i < 40; i++) await server.publish(topic, [{ docKey: `n${i}`, docVersion: 100 + i, payload: { i } }])
+    await until(() => first.watermark(topic) === 40n)
+    expect(first.documents(topic).size).toBeLessThanOrEqual(10)
+    await first.close()
+    const stored = (await store.load(topic))!
+    expect(stored.watermark).toBe(40n)
+    expect(stored.documents.length).toBeLessThanOrEqual(10)
+    expect(stored.documents.map((d) => d.docKey)).toEqual(expect.arrayContaining(["n35", "n36", "n37", "n38", "n39"]))
+    // A new client on the same store resumes at 40: nothing trimmed comes back.
+    const { applies, store: watched } = recording(store)
+    const second = clientFor(server, "c9", { store: watched, keepNewest })
+    second.subscribe(topic)
+    await second.live(topic)
+    await server.publish(topic, [{ docKey: "n40", docVersion: 140, payload: { i: 40 } }])
+    await until(() => second.watermark(topic) === 41n)
+    expect(applies.flatMap((a) => a.change.upserts.map((d) => d.docKey)).filter((k) => k.startsWith("e"))).toEqual([])
+    await second.close()
+  })
+
   it("reports upgrade_required from a gated server and stops", async () => {
     const gated = await TestServer.start({ server: { session: { gate: { protocolVersion: "khala.ws.v1", minClientBuildId: "20300101T000000Z", maxClientBuildId: "", minSchemaVersion: 1, maxSchemaVersion: 1 } } } })
     try {
