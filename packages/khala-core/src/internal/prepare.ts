@@ -10,7 +10,7 @@ import {
   InvalidWatermarkError,
   PayloadTooLargeError
 } from "../Errors.js"
-import type { PreparedEntry } from "../Storage.js"
+import type { JournalEvent, PreparedEntry } from "../Storage.js"
 import { UPDATE_OVERHEAD_BYTES } from "../Storage.js"
 import type { Topic } from "../Topic.js"
 import { MAX_BATCH_BYTES, MAX_BATCH_UPDATES } from "../Topic.js"
@@ -127,3 +127,21 @@ export const prepareBatch = (
   }
   return prepared
 }
+
+const textEncoder = new TextEncoder()
+
+/**
+ * The journal event a prepared entry became, once storage gave it a watermark and a time. Its
+ * UTF-8 is encoded once here; every live and catch-up batch sends these bytes.
+ */
+export const eventOf = (topic: string, watermark: bigint, e: PreparedEntry, insertedAt: Date): JournalEvent => ({
+  topic,
+  watermark,
+  docKey: e.docKey,
+  docVersion: e.docVersion,
+  payload: e.payload,
+  payloadUtf8: e.payload === null ? undefined : textEncoder.encode(e.payload),
+  payloadHash: e.payloadHash,
+  payloadBytes: e.payloadBytes,
+  insertedAt
+})

@@ -11,7 +11,7 @@ import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Checkpoints from "../Checkpoints.js"
-import { utf8Length } from "../internal/prepare.js"
+import { eventOf, utf8Length } from "../internal/prepare.js"
 import * as Journal from "../Journal.js"
 import * as ReadModels from "../ReadModels.js"
 import * as Retention from "../Retention.js"
@@ -27,8 +27,6 @@ interface TopicState {
   /** Retained events; events[i].watermark === floor + 1 + i. */
   events: Array<JournalEvent>
 }
-
-const textEncoder = new TextEncoder()
 
 const randomEpoch = () => {
   const bytes = new Uint8Array(16)
@@ -86,18 +84,7 @@ export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
     const out: Array<JournalEvent> = []
     for (const e of entries) {
       state.head += 1n
-      const event: JournalEvent = {
-        topic: topic.topic,
-        watermark: state.head,
-        docKey: e.docKey,
-        docVersion: e.docVersion,
-        payload: e.payload,
-        // Encoded once here; every live and catch-up batch sends these bytes.
-        payloadUtf8: e.payload === null ? undefined : textEncoder.encode(e.payload),
-        payloadHash: e.payloadHash,
-        payloadBytes: e.payloadBytes,
-        insertedAt: now
-      }
+      const event = eventOf(topic.topic, state.head, e, now)
       state.events.push(event)
       out.push(event)
     }

@@ -35,6 +35,7 @@ import * as Snapshot from "../Snapshot.js"
 import type { Position } from "../Staleness.js"
 import type { Checkpoint, JournalEvent, KhalaStorageService, PreparedEntry, PublishResult, StoredDocument, StoredRead } from "../Storage.js"
 import { KhalaStorage, UPDATE_OVERHEAD_BYTES } from "../Storage.js"
+import { eventOf } from "../internal/prepare.js"
 import * as AppendGroups from "./appendGroups.js"
 import { MIGRATIONS_TABLE, migrations } from "./migrations.js"
 
@@ -90,18 +91,6 @@ const toEvent = (topic: string, row: ReadRow, payloadUtf8: Uint8Array | undefine
   insertedAt: new Date(Number(row.inserted_ms))
 })
 
-/** The event an entry became, once the database gave it a watermark and a time. */
-const fromEntry = (topic: string, watermark: bigint, e: PreparedEntry, insertedAt: Date): JournalEvent => ({
-  topic,
-  watermark,
-  docKey: e.docKey,
-  docVersion: e.docVersion,
-  payload: e.payload,
-  payloadUtf8: e.payload === null ? undefined : textEncoder.encode(e.payload),
-  payloadHash: e.payloadHash,
-  payloadBytes: e.payloadBytes,
-  insertedAt
-})
 
 /** Events in watermark order. The statements return them in that order; checking is one pass, sorting only if not. */
 const ascending = (events: Array<JournalEvent>) => {
@@ -200,7 +189,7 @@ export const make: Effect.Effect<KhalaStorageService, SqlError, SqlClient.SqlCli
       Effect.map(([row]) => {
         const first = BigInt(row!.head) - BigInt(entries.length) + 1n
         const insertedAt = new Date(Number(row!.inserted_ms))
-        return entries.map((e, i) => fromEntry(topic, first + BigInt(i), e, insertedAt))
+        return entries.map((e, i) => eventOf(topic, first + BigInt(i), e, insertedAt))
       })
     )
   }
@@ -237,7 +226,7 @@ export const make: Effect.Effect<KhalaStorageService, SqlError, SqlClient.SqlCli
       Effect.map((rows) => {
         // Doc keys are unique within a publish batch.
         const byKey = new Map(entries.map((e) => [e.docKey, e]))
-        const events = ascending(rows.map((r) => fromEntry(topic, BigInt(r.watermark), byKey.get(r.doc_key)!, new Date(Number(r.inserted_ms)))))
+        const events = ascending(rows.map((r) => eventOf(topic, BigInt(r.watermark), byKey.get(r.doc_key)!, new Date(Number(r.inserted_ms)))))
         const written = new Set(events.map((e) => e.docKey))
         return { events, skipped: entries.filter((e) => !written.has(e.docKey)).map((e) => e.docKey) }
       })
