@@ -99,4 +99,22 @@ describe("canonical JSON (khala.payload_hash.v1)", () => {
       { numRuns: 1000 }
     )
   })
+
+  it("property: strings and keys are escaped exactly as JSON.stringify escapes them (any UTF-16, lone surrogates included)", () => {
+    // Code units weighted towards the ones that need escaping: controls, '"', '\\', surrogates.
+    const unit = fc.oneof(
+      fc.integer({ min: 0, max: 0x1f }),
+      fc.constantFrom(0x22, 0x5c, 0x7f, 0x2028, 0xfffe),
+      fc.integer({ min: 0xd800, max: 0xdfff }),
+      fc.integer({ min: 0x20, max: 0xffff })
+    ).map((c) => String.fromCharCode(c))
+    const text = fc.string({ unit, maxLength: 40 })
+    fc.assert(
+      fc.property(text, text, (s, key) => {
+        expect(canonicalJson(s)).toBe(JSON.stringify(s))
+        expect(canonicalJson({ [key]: s })).toBe(`{${JSON.stringify(key)}:${JSON.stringify(s)}}`)
+      }),
+      { numRuns: 2000 }
+    )
+  })
 })

@@ -53,12 +53,15 @@ if (r.throughput) {
         `${kh.serverCpuPerDeliveryUs} / ${u.serverCpuPerDeliveryUs} / ${w.serverCpuPerDeliveryUs}` +
           (kh.rounds[0].serverSystemCpuShare === undefined ? "" : ` (user ${[kh, u, w].map((p) => userUs(p)).join(" / ")})`),
         `${(u.serverCpuPerDeliveryUs / kh.serverCpuPerDeliveryUs).toFixed(2)} / ${(w.serverCpuPerDeliveryUs / kh.serverCpuPerDeliveryUs).toFixed(1)}×`,
+        kh.serverFanoutCpuPerDeliveryUs === undefined
+          ? "–"
+          : `${kh.serverCommitUsPerEvent} + ${kh.serverFanoutCpuPerDeliveryUs}; fanout/uws ${(u.serverCpuPerDeliveryUs / kh.serverFanoutCpuPerDeliveryUs).toFixed(2)}, /ws ${(w.serverCpuPerDeliveryUs / kh.serverFanoutCpuPerDeliveryUs).toFixed(1)}×`,
         `${kh.rounds.map((x) => x.updatesPerFrame).join("/")}`,
         `${[kh, u, w].map((p) => p.rounds.map((x) => x.clientCpuShare.join("+")).join(",")).join(" · ")}`,
         `${[kh, u, w].map((p) => p.rounds.map((x) => x.foreignCores).join(",")).join(" · ")}`
       ])
     }
-    table(["payload", "khala deliveries/s (rounds)", "uws-raw", "ws-loop", "khala/uws-raw", "khala/ws-loop", "server CPU µs/delivery khala / uws / ws", "CPU-normalized khala/uws, khala/ws", "updates/frame (khala)", "client CPU share khala · uws · ws", "others' cores per round khala · uws · ws"], rows)
+    table(["payload", "khala deliveries/s (rounds)", "uws-raw", "ws-loop", "khala/uws-raw", "khala/ws-loop", "server CPU µs/delivery khala / uws / ws", "CPU-normalized khala/uws, khala/ws", "khala commit µs/event + fanout µs/delivery; fanout CPU-normalized", "updates/frame (khala)", "client CPU share khala · uws · ws", "others' cores per round khala · uws · ws"], rows)
   }
 }
 
@@ -84,7 +87,8 @@ if (r.latency) {
   console.log()
 }
 
-const memRows = [...(r.memory ?? []).map((e) => ["tsx", e]), ...(r["memory-bundle"] ?? []).map((e) => ["bundle", e])]
+const mainRuntime = String(r.options?.runtime ?? "").startsWith("esbuild") ? "bundle" : "tsx"
+const memRows = [...(r.memory ?? []).map((e) => [mainRuntime, e]), ...(r["memory-bundle"] ?? []).map((e) => ["bundle", e])]
 if (memRows.length > 0) {
   console.log("### Memory per idle connection (server process)\n")
   table(

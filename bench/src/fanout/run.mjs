@@ -2,8 +2,11 @@
 // Khala fanout benchmark orchestrator. `node bench/src/fanout/run.mjs` runs everything and writes
 // bench/results/fanout.json; bench/FANOUT.md explains the method and records a run.
 //
-// Every server and every client set runs in a child process of its own (server.ts, client.ts;
-// TypeScript through tsx, workspace packages through the "@openagents/source" condition):
+// Every server and every client set runs in a child process of its own (server.ts, client.ts),
+// by default from an esbuild bundle of them and of the workspace sources they import — what a
+// build ships (tsup is esbuild too): no tsx, no keepNames. --tsx runs the TypeScript through tsx
+// instead (workspace packages through the "@openagents/source" condition), which is slower:
+// tsx turns on esbuild's keepNames, and the hot path pays for it (bench/FANOUT.md).
 //
 //   throughput     topologies 1x1000 (one topic, 1,000 subscribers), 1000x1 (1,000 topics, one
 //                  subscriber each; khala commits every event on its own) and 1000x1-tx (the same,
@@ -17,7 +20,7 @@
 //                  journal insertedAt) and, as controls on the same machine, uws-raw and ws-loop.
 //   memory         server RSS with 0 and with 10,000 idle connections (khala: hello + subscribed
 //                  to one topic each), for khala, raw uWS and a ws WebSocketServer.
-//   memory-bundle  the khala memory test again from an esbuild bundle instead of tsx.
+//   memory-bundle  with --tsx only: the khala memory test again from the bundle.
 //   profile        khala rounds again with the V8 CPU profiler on in the server (not timed); the
 //                  top self and inclusive times go into the results.
 //
@@ -26,7 +29,8 @@
 // timeout.
 //
 // Options: --phases=throughput,latency,memory,memory-bundle,profile (default: all), --quick
-// (short rounds), --no-wait, --bundle (run every child from an esbuild bundle), --topologies=,
+// (short rounds), --no-wait, --tsx (run every child through tsx; --bundle, the default, is
+// accepted), --topologies=,
 // --kinds=, --latency-kinds=, --client-processes=N (default 1), --latency-client-processes=N
 // (default 2), --idle=N (default 10000), --keep-profiles=DIR, --out=FILE (default
 // bench/results/fanout.json).
@@ -356,6 +360,12 @@ const round = async (group, events, payloadBytes, timeoutMs) => {
     deliveriesPerSec: Math.round((received / elapsedMs) * 1000),
     serverCpuMs: Math.round(serverCpuMs),
     serverCpuPerDeliveryUs: r2((serverCpuMs * 1000) / Math.max(1, received)),
+    // khala, one-event commits: the server CPU split into the commits (their wall time, a
+    // synchronous step each) and the rest, the fanout path (wake → read → encode → publish → send).
+    ...(published.commitMs === undefined || published.commitMs === null ? {} : {
+      serverCommitUsPerEvent: r2((published.commitMs * 1000) / Math.max(1, published.total)),
+      serverFanoutCpuPerDeliveryUs: r2(((serverCpuMs - published.commitMs) * 1000) / Math.max(1, received))
+    }),
     serverCpuShare: r2(serverCpuMs / elapsedMs),
     serverGcPauseMs: gc,
     serverSystemCpuShare: r2((cpu.sys.systemMs - published.sys0.systemMs) / serverCpuMs),
@@ -373,7 +383,8 @@ const round = async (group, events, payloadBytes, timeoutMs) => {
 }
 
 const describeRound = (r) =>
-  `${(r.deliveriesPerSec / 1000).toFixed(1)}k/s (${r.events} ev, ${r.elapsedMs} ms, server ${r.serverCpuPerDeliveryUs} µs/del, ` +
+  `${(r.deliveriesPerSec / 1000).toFixed(1)}k/s (${r.events} ev, ${r.elapsedMs} ms, server ${r.serverCpuPerDeliveryUs} µs/del` +
+  `${r.serverFanoutCpuPerDeliveryUs === undefined ? "" : ` = commit ${r.serverCommitUsPerEvent} µs/ev + fanout ${r.serverFanoutCpuPerDeliveryUs} µs/del`}, ` +
   `server/client CPU ${r.serverCpuShare}/${r.clientCpuShare.join("+")}, server CPU in kernel ${Math.round(r.serverSystemCpuShare * 100)}%, ` +
   `${r.updatesPerFrame} upd/frame${r.complete ? "" : ", INCOMPLETE"}` +
   `${r.errorFrames ? `, ${r.errorFrames} error frames` : ""}, others used ${r.foreignCores} cores)`
@@ -436,6 +447,10 @@ const throughputTopology = async (topology, kinds, { profileDir } = {}) => {
           deliveriesPerSecMin: Math.min(...rates),
           deliveriesPerSecMax: Math.max(...rates),
           serverCpuPerDeliveryUs: r2(median(cpu)),
+          ...(x.rounds.every((r) => r.serverFanoutCpuPerDeliveryUs !== undefined) ? {
+            serverCommitUsPerEvent: r2(median(x.rounds.map((r) => r.serverCommitUsPerEvent))),
+            serverFanoutCpuPerDeliveryUs: r2(median(x.rounds.map((r) => r.serverFanoutCpuPerDeliveryUs)))
+          } : {}),
           deliveriesPerServerCpuSec: Math.round(1e6 / median(cpu)),
           complete: x.rounds.every((r) => r.complete),
           profile: x.profile
@@ -665,7 +680,7 @@ const main = async () => {
   if (results.machine.ulimitNofile && results.machine.ulimitNofile[0] < IDLE_CONNECTIONS + 1000) {
     log(`warning: ulimit -n ${results.machine.ulimitNofile[0]} is below ${IDLE_CONNECTIONS + 1000}: the memory phase may not reach ${IDLE_CONNECTIONS} connections`)
   }
-  if (flag("bundle")) {
+  if (!flag("tsx")) {
     await buildBundle()
     results.options.runtime = "esbuild bundle (no keepNames), plain node"
   } else results.options.runtime = "tsx (esbuild transform with keepNames) on the TypeScript sources"
@@ -707,7 +722,10 @@ const main = async () => {
           khalaOverWsLoop: k && w ? r2(k.deliveriesPerSec / w.deliveriesPerSec) : undefined,
           serverCpuUsPerDelivery: { khala: k?.serverCpuPerDeliveryUs, uwsRaw: u?.serverCpuPerDeliveryUs, wsLoop: w?.serverCpuPerDeliveryUs },
           cpuKhalaOverUwsRaw: k && u ? r2(u.serverCpuPerDeliveryUs / k.serverCpuPerDeliveryUs) : undefined,
-          cpuKhalaOverWsLoop: k && w ? r2(w.serverCpuPerDeliveryUs / k.serverCpuPerDeliveryUs) : undefined
+          cpuKhalaOverWsLoop: k && w ? r2(w.serverCpuPerDeliveryUs / k.serverCpuPerDeliveryUs) : undefined,
+          // The fanout path alone (server CPU without the commits) against the baselines' CPU.
+          fanoutCpuKhalaOverUwsRaw: k?.serverFanoutCpuPerDeliveryUs && u ? r2(u.serverCpuPerDeliveryUs / k.serverFanoutCpuPerDeliveryUs) : undefined,
+          fanoutCpuKhalaOverWsLoop: k?.serverFanoutCpuPerDeliveryUs && w ? r2(w.serverCpuPerDeliveryUs / k.serverFanoutCpuPerDeliveryUs) : undefined
         })
       }
     }
@@ -717,8 +735,8 @@ const main = async () => {
   await phase("memory", () => memoryPhase())
   // The same khala memory test from an esbuild bundle: tsx compiles with keepNames, which gives
   // every named closure its own property backing store (see FANOUT.md); a build does not.
-  await phase("memory-bundle", async () => {
-    if (bundleDir) return memoryPhase(["khala"])
+  // (Without --tsx the memory phase already ran from the bundle.)
+  if (bundleDir === undefined) await phase("memory-bundle", async () => {
     await buildBundle()
     try {
       return await memoryPhase(["khala"])

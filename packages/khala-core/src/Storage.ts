@@ -26,6 +26,8 @@ export interface PreparedEntry {
   readonly payload: string | null
   /** Canonical JSON text for the read model (always present). */
   readonly document: string
+  /** The UTF-8 of `document` (its own buffer: events keep it as long as they are retained). */
+  readonly documentUtf8: Uint8Array
   readonly payloadHash: Uint8Array
   /** UTF-8 length of the canonical JSON. */
   readonly payloadBytes: number

@@ -9,7 +9,7 @@ import * as Fiber from "effect/Fiber"
 import * as AppendGroups from "../src/storage/appendGroups.js"
 import type { JournalEvent, PreparedEntry } from "../src/Storage.js"
 
-const entry = (docKey: string): PreparedEntry => ({ docKey, docVersion: 1n, payload: "{}", document: "{}", payloadHash: new Uint8Array(32), payloadBytes: 2 })
+const entry = (docKey: string): PreparedEntry => ({ docKey, docVersion: 1n, payload: "{}", document: "{}", documentUtf8: new TextEncoder().encode("{}"), payloadHash: new Uint8Array(32), payloadBytes: 2 })
 
 /** A fake statement: allocates watermarks per topic, records each call, waits for `gate` to be opened for each call. */
 const fake = Effect.sync(() => {
