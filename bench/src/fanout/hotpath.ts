@@ -80,6 +80,8 @@ const encodeBench = (bytes: number) => {
     docKey: "d",
     docVersion: 12345n,
     payload,
+    // As a journal event has it: its UTF-8 encoded once at commit.
+    payloadUtf8: new TextEncoder().encode(payload),
     payloadHash: createHash("sha256").update(payload).digest(),
     payloadBytes: bytes,
     insertedAt: new Date()
