@@ -360,11 +360,17 @@ const round = async (group, events, payloadBytes, timeoutMs) => {
     deliveriesPerSec: Math.round((received / elapsedMs) * 1000),
     serverCpuMs: Math.round(serverCpuMs),
     serverCpuPerDeliveryUs: r2((serverCpuMs * 1000) / Math.max(1, received)),
-    // khala, one-event commits: the server CPU split into the commits (their wall time, a
-    // synchronous step each) and the rest, the fanout path (wake → read → encode → publish → send).
+    // khala, 1000x1: the server CPU split into the commits (the wall time of each, a synchronous
+    // step with the memory journal), the fanout path (the hub's own read and publish time, from its
+    // metrics: wake → read → encode → hand to uWS) and the rest: uWS's sends (it drains its topic
+    // queues after the JS callback, outside the hub's time), GC outside both, promise settling,
+    // the bench's own IPC.
+    ...(published.fanoutMs === undefined || published.fanoutMs === null ? {} : {
+      serverFanoutCpuPerDeliveryUs: r2((published.fanoutMs * 1000) / Math.max(1, received))
+    }),
     ...(published.commitMs === undefined || published.commitMs === null ? {} : {
       serverCommitUsPerEvent: r2((published.commitMs * 1000) / Math.max(1, published.total)),
-      serverFanoutCpuPerDeliveryUs: r2(((serverCpuMs - published.commitMs) * 1000) / Math.max(1, received))
+      serverOtherCpuPerDeliveryUs: r2(((serverCpuMs - published.commitMs - (published.fanoutMs ?? 0)) * 1000) / Math.max(1, received))
     }),
     serverCpuShare: r2(serverCpuMs / elapsedMs),
     serverGcPauseMs: gc,
@@ -384,7 +390,8 @@ const round = async (group, events, payloadBytes, timeoutMs) => {
 
 const describeRound = (r) =>
   `${(r.deliveriesPerSec / 1000).toFixed(1)}k/s (${r.events} ev, ${r.elapsedMs} ms, server ${r.serverCpuPerDeliveryUs} µs/del` +
-  `${r.serverFanoutCpuPerDeliveryUs === undefined ? "" : ` = commit ${r.serverCommitUsPerEvent} µs/ev + fanout ${r.serverFanoutCpuPerDeliveryUs} µs/del`}, ` +
+  `${r.serverCommitUsPerEvent === undefined ? "" : ` = commit ${r.serverCommitUsPerEvent} µs/ev + other ${r.serverOtherCpuPerDeliveryUs}`}` +
+  `${r.serverFanoutCpuPerDeliveryUs === undefined ? "" : ` + fanout path ${r.serverFanoutCpuPerDeliveryUs} µs/del`}, ` +
   `server/client CPU ${r.serverCpuShare}/${r.clientCpuShare.join("+")}, server CPU in kernel ${Math.round(r.serverSystemCpuShare * 100)}%, ` +
   `${r.updatesPerFrame} upd/frame${r.complete ? "" : ", INCOMPLETE"}` +
   `${r.errorFrames ? `, ${r.errorFrames} error frames` : ""}, others used ${r.foreignCores} cores)`
@@ -448,8 +455,11 @@ const throughputTopology = async (topology, kinds, { profileDir } = {}) => {
           deliveriesPerSecMax: Math.max(...rates),
           serverCpuPerDeliveryUs: r2(median(cpu)),
           ...(x.rounds.every((r) => r.serverFanoutCpuPerDeliveryUs !== undefined) ? {
-            serverCommitUsPerEvent: r2(median(x.rounds.map((r) => r.serverCommitUsPerEvent))),
             serverFanoutCpuPerDeliveryUs: r2(median(x.rounds.map((r) => r.serverFanoutCpuPerDeliveryUs)))
+          } : {}),
+          ...(x.rounds.every((r) => r.serverCommitUsPerEvent !== undefined) ? {
+            serverCommitUsPerEvent: r2(median(x.rounds.map((r) => r.serverCommitUsPerEvent))),
+            serverOtherCpuPerDeliveryUs: r2(median(x.rounds.map((r) => r.serverOtherCpuPerDeliveryUs)))
           } : {}),
           deliveriesPerServerCpuSec: Math.round(1e6 / median(cpu)),
           complete: x.rounds.every((r) => r.complete),
@@ -723,9 +733,12 @@ const main = async () => {
           serverCpuUsPerDelivery: { khala: k?.serverCpuPerDeliveryUs, uwsRaw: u?.serverCpuPerDeliveryUs, wsLoop: w?.serverCpuPerDeliveryUs },
           cpuKhalaOverUwsRaw: k && u ? r2(u.serverCpuPerDeliveryUs / k.serverCpuPerDeliveryUs) : undefined,
           cpuKhalaOverWsLoop: k && w ? r2(w.serverCpuPerDeliveryUs / k.serverCpuPerDeliveryUs) : undefined,
-          // The fanout path alone (server CPU without the commits) against the baselines' CPU.
+          // 1000x1: the server CPU without the commits against the baselines' CPU, bounded from above
+          // by the hub's own time (without uWS's sends) and from below by all but the commits.
           fanoutCpuKhalaOverUwsRaw: k?.serverFanoutCpuPerDeliveryUs && u ? r2(u.serverCpuPerDeliveryUs / k.serverFanoutCpuPerDeliveryUs) : undefined,
-          fanoutCpuKhalaOverWsLoop: k?.serverFanoutCpuPerDeliveryUs && w ? r2(w.serverCpuPerDeliveryUs / k.serverFanoutCpuPerDeliveryUs) : undefined
+          noCommitCpuKhalaOverUwsRaw: k?.serverOtherCpuPerDeliveryUs !== undefined && u
+            ? r2(u.serverCpuPerDeliveryUs / (k.serverFanoutCpuPerDeliveryUs + k.serverOtherCpuPerDeliveryUs))
+            : undefined
         })
       }
     }

@@ -145,7 +145,11 @@ export class Hub {
     }
     this.pending.clear()
     if (reads.length === 0) return Effect.void
+    const readStart = performance.now()
     return Effect.flatMap(this.options.journal.readMany(reads), (results) => {
+      // Two counter updates per pass (not per topic): what reading and publishing cost this node.
+      const publishStart = performance.now()
+      Metrics.fanoutReadSeconds.unsafeUpdate((publishStart - readStart) / 1000, NO_TAGS)
       for (let i = 0; i < reads.length; i++) {
         const { topic } = reads[i]!
         const state = states[i]!
@@ -164,6 +168,7 @@ export class Hub {
         state.lastPublished = result.next
         if (!result.complete) this.pending.add(topic)
       }
+      Metrics.fanoutPublishSeconds.unsafeUpdate((performance.now() - publishStart) / 1000, NO_TAGS)
       return this.pass
     })
   })

@@ -12,6 +12,12 @@ export const replayLag = Metric.histogram(
   "Events behind the head when a subscription starts"
 )
 export const fanoutBatches = Metric.counter("khala_fanout_batches_total", { description: "Live batches read once and published per topic" })
+export const fanoutReadSeconds = Metric.counter("khala_fanout_read_seconds_total", {
+  description: "Time the fanout hub spent reading woken topics from the journal (wall time, storage round trips included)"
+})
+export const fanoutPublishSeconds = Metric.counter("khala_fanout_publish_seconds_total", {
+  description: "Time the fanout hub spent encoding and handing live batches to the transport: event-loop time, one synchronous step per pass"
+})
 export const fanoutLatency = Metric.histogram(
   "khala_fanout_latency_ms",
   MetricBoundaries.fromIterable([1, 2, 5, 10, 20, 50, 100, 250, 500, 1000, 5000]),

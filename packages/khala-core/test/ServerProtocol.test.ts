@@ -274,6 +274,23 @@ describe("Khala server protocol", () => {
     await client.close()
   })
 
+  it("counts the time its fanout hub spends reading and publishing live batches", async () => {
+    const value = (name: string) => Number(Prometheus.render().match(new RegExp(`^${name} ([0-9.e+-]+)$`, "m"))?.[1] ?? NaN)
+    const topic = "runtime.notifications:user:82"
+    const client = await TestClient.connect(h.url)
+    await client.hello(await tokenFor("82"))
+    await client.subscribe([topic])
+    const read0 = value("khala_fanout_read_seconds_total")
+    const publish0 = value("khala_fanout_publish_seconds_total")
+    await h.publish(topic, [{ docKey: "n", docVersion: 1, payload: { text: "live" } }])
+    await client.until(topic, 1n)
+    // Counted once the pass ended (it may end just after the frame arrived).
+    for (let i = 0; i < 50 && !(value("khala_fanout_publish_seconds_total") > (Number.isNaN(publish0) ? 0 : publish0)); i++) await sleep(10)
+    expect(value("khala_fanout_read_seconds_total")).toBeGreaterThan(Number.isNaN(read0) ? 0 : read0)
+    expect(value("khala_fanout_publish_seconds_total")).toBeGreaterThan(Number.isNaN(publish0) ? 0 : publish0)
+    await client.close()
+  })
+
   it("exports its metrics in Prometheus text", () => {
     const text = Prometheus.render()
     for (const name of ["khala_connections", "khala_subscriptions", "khala_replay_batches_total", "khala_fanout_latency_ms_bucket", "khala_auth_failures_total", "khala_stale_cursors_total"]) {
