@@ -18,8 +18,10 @@
 // theft (RFC 9700 §4.14): the whole session is revoked (token_replay). Every revocation is
 // written to the revocation outbox in the same transaction and delivered to the runtime.
 //
-// Rate limits (fixed one-minute windows, per client IP and per email): 6/min for startSignIn,
-// 10/min for verify; a refusal is RateLimited with the seconds until the window ends.
+// Rate limits (per client IP and per email, over any sliding minute): 6/min for startSignIn,
+// 10/min for verify; a refusal is RateLimited with the seconds until the oldest counted attempt
+// leaves the minute. Only allowed attempts count, so hammering does not prolong a lock-out, and
+// no burst across a minute boundary gets more through (fixed windows let 2× the limit pass).
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -190,10 +192,9 @@ export const make = (settings: AuthSettings = defaultSettings) =>
     const limit = (key: string, perMinute: number) =>
       Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
-        const windowStart = now - (now % 60_000)
-        const hits = yield* storage.hitRateLimit(key, windowStart)
-        if (hits > perMinute) {
-          const retryAfterSeconds = Math.max(1, Math.ceil((windowStart + 60_000 - now) / 1000))
+        const decision = yield* storage.takeRateLimit(key, now, 60_000, perMinute)
+        if (!decision.allowed) {
+          const retryAfterSeconds = Math.max(1, Math.ceil(decision.retryAfterMs / 1000))
           return yield* new RateLimited({
             message: "Too many attempts. Try again later.",
             retryAfterSeconds,

@@ -131,6 +131,21 @@ export interface RevokeResult {
   readonly refreshTokenIds: ReadonlyArray<string>
 }
 
+/** What takeRateLimit decided; `retryAfterMs` is when the oldest counted hit leaves the window. */
+export type RateLimitDecision =
+  | { readonly allowed: true; readonly remaining: number }
+  | { readonly allowed: false; readonly retryAfterMs: number }
+
+/**
+ * The sliding-log decision over the hits of one key (ascending times): the times to keep (the
+ * ones inside the window, plus now when allowed) and the decision. Shared by the adapters.
+ */
+export const slideRateLimit = (hits: ReadonlyArray<number>, nowMs: number, windowMs: number, limit: number): { readonly keep: ReadonlyArray<number>; readonly decision: RateLimitDecision } => {
+  const recent = hits.filter((at) => at > nowMs - windowMs)
+  if (recent.length < limit) return { keep: [...recent, nowMs], decision: { allowed: true, remaining: limit - recent.length - 1 } }
+  return { keep: recent, decision: { allowed: false, retryAfterMs: Math.max(1, recent[recent.length - limit]! + windowMs - nowMs) } }
+}
+
 export interface AuthStorageService {
   /** Run `effect` in one transaction (rolled back when it fails). */
   readonly transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | StorageError, R>
@@ -170,8 +185,12 @@ export interface AuthStorageService {
   /** Extend the session and its refresh token without rotating (rotate_refresh_token = false). */
   readonly extendRefreshToken: (id: string, expiresAtMs: number) => Effect.Effect<boolean, StorageError>
 
-  /** Count a hit in the fixed window starting at windowStartMs; the count including this hit. */
-  readonly hitRateLimit: (key: string, windowStartMs: number) => Effect.Effect<number, StorageError>
+  /**
+   * A sliding-window rate limit: allowed when fewer than `limit` hits of `key` were allowed in
+   * (nowMs − windowMs, nowMs], and then recorded; refused hits are not recorded (flooding does not
+   * extend a lock-out). Atomic per key: concurrent calls never allow more than `limit`.
+   */
+  readonly takeRateLimit: (key: string, nowMs: number, windowMs: number, limit: number) => Effect.Effect<RateLimitDecision, StorageError>
 
   readonly enqueueRevocation: (notice: RevocationNotice) => Effect.Effect<void, StorageError>
   /** Undelivered notices due at nowMs, oldest first. */
@@ -179,7 +198,7 @@ export interface AuthStorageService {
   readonly markRevocationDelivered: (id: string, nowMs: number) => Effect.Effect<void, StorageError>
   readonly markRevocationFailed: (id: string, error: string, nextAttemptAtMs: number) => Effect.Effect<void, StorageError>
 
-  /** Delete rate-limit windows and challenges that ended before `beforeMs`. */
+  /** Delete rate-limit logs last used, and challenges that expired, before `beforeMs`. */
   readonly prune: (beforeMs: number) => Effect.Effect<void, StorageError>
 }
 

@@ -177,15 +177,28 @@ export const storageSuite = (
           expect(yield* auth.extendRefreshToken(next.id, NOW + 1)).toBe(false)
         }))
 
-      it.effect("counts rate-limit hits per key and window, and prunes old windows", () =>
+      it.effect("rate limits over a sliding window: exactly `limit` of concurrent hits pass, none more across a window boundary, and old logs are pruned", () =>
         Effect.gen(function*() {
           const auth = yield* Storage.AuthStorage
+          const W = 60_000
           const key = id("email")
-          const hits = yield* Effect.all(Array.from({ length: 7 }, () => auth.hitRateLimit(key, NOW)), { concurrency: "unbounded" })
-          expect([...hits].sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7])
-          expect(yield* auth.hitRateLimit(key, NOW + 60_000)).toBe(1)
-          yield* auth.prune(NOW + 1)
-          expect(yield* auth.hitRateLimit(key, NOW)).toBe(1)
+          const first = yield* Effect.all(Array.from({ length: 7 }, () => auth.takeRateLimit(key, NOW, W, 6)), { concurrency: "unbounded" })
+          expect(first.filter((d) => d.allowed)).toHaveLength(6)
+          expect(first.filter((d) => !d.allowed)).toEqual([{ allowed: false, retryAfterMs: W }])
+          expect(yield* auth.takeRateLimit(key, NOW + W - 1, W, 6)).toEqual({ allowed: false, retryAfterMs: 1 })
+          // The six hits at NOW leave the window at NOW + W.
+          expect(yield* auth.takeRateLimit(key, NOW + W, W, 6)).toEqual({ allowed: true, remaining: 5 })
+
+          // Six hits late in one minute and a seventh early in the next: a fixed window would let it
+          // through (and six more); the sliding window refuses until the first of the six is a minute old.
+          const edge = id("email")
+          for (let i = 0; i < 6; i++) expect((yield* auth.takeRateLimit(edge, NOW + 59_000 + i, W, 6)).allowed).toBe(true)
+          expect(yield* auth.takeRateLimit(edge, NOW + 61_000, W, 6)).toEqual({ allowed: false, retryAfterMs: 59_000 + W - 61_000 })
+          // Refused hits are not counted: at NOW + 59_000 + W the first allowed hit has left.
+          expect(yield* auth.takeRateLimit(edge, NOW + 59_000 + W, W, 6)).toEqual({ allowed: true, remaining: 0 })
+
+          yield* auth.prune(NOW + 59_000 + W + 1)
+          expect(yield* auth.takeRateLimit(edge, NOW + 59_000 + W + 2, W, 6)).toEqual({ allowed: true, remaining: 5 })
         }))
 
       it.effect("keeps revocation notices until delivered, retrying failed ones later", () =>

@@ -29,14 +29,15 @@ import type {
   Session,
   User
 } from "../Storage.js"
-import { AuthStorage, L402Storage, paywallStatus } from "../Storage.js"
+import { AuthStorage, L402Storage, paywallStatus, slideRateLimit } from "../Storage.js"
 
 interface State {
   users: Map<string, User>
   challenges: Map<string, Challenge>
   sessions: Map<string, Session>
   refreshTokens: Map<string, RefreshToken>
-  rateLimits: Map<string, number>
+  /** Allowed hit times per rate-limit key (ascending), and when each key was last used. */
+  rateLimits: Map<string, { hits: ReadonlyArray<number>; usedAtMs: number }>
   revocations: Map<string, RevocationNotice>
   paywalls: Map<string, PaywallRow>
   deployments: Map<string, DeploymentIntent>
@@ -189,12 +190,11 @@ export const make = Effect.gen(function*() {
         return true
       }),
 
-    hitRateLimit: (key, windowStartMs) =>
+    takeRateLimit: (key, nowMs, windowMs, limit) =>
       sync(() => {
-        const k = `${key}\u0000${windowStartMs}`
-        const hits = (state.rateLimits.get(k) ?? 0) + 1
-        state.rateLimits.set(k, hits)
-        return hits
+        const { keep, decision } = slideRateLimit(state.rateLimits.get(key)?.hits ?? [], nowMs, windowMs, limit)
+        state.rateLimits.set(key, { hits: keep, usedAtMs: nowMs })
+        return decision
       }),
 
     enqueueRevocation: (n) => sync(() => void state.revocations.set(n.id, n)),
@@ -218,7 +218,7 @@ export const make = Effect.gen(function*() {
 
     prune: (beforeMs) =>
       sync(() => {
-        for (const k of state.rateLimits.keys()) if (Number(k.split("\u0000")[1]) < beforeMs) state.rateLimits.delete(k)
+        for (const [k, log] of state.rateLimits) if (log.usedAtMs < beforeMs) state.rateLimits.delete(k)
         for (const c of state.challenges.values()) if (c.expiresAtMs < beforeMs) state.challenges.delete(c.id)
       })
   }

@@ -72,7 +72,7 @@ export const migrations = {
       );
       CREATE INDEX refresh_tokens_session_idx ON control.refresh_tokens (session_id);
 
-      -- Fixed-window counters of the sign-in rate limits.
+      -- Fixed-window counters of the sign-in rate limits (replaced by rate_limit_logs in 0004).
       CREATE TABLE control.rate_limits (
         key varchar(320) NOT NULL,
         window_start_ms bigint NOT NULL,
@@ -217,5 +217,18 @@ export const migrations = {
     sql.unsafe(`
       ALTER TABLE control.l402_paywalls ADD COLUMN last_reconcile_diagnostics jsonb NOT NULL DEFAULT '[]';
       ALTER TABLE control.l402_control_plane_deployments ADD COLUMN paywall_ids jsonb NOT NULL DEFAULT '[]';
+    `)),
+
+  // Sign-in rate limits as sliding logs (the allowed hits of the last window per key) instead of
+  // fixed one-minute counters, which let twice the limit through across a window boundary.
+  "0004_control_rate_limit_logs": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe(`
+      DROP TABLE control.rate_limits;
+      CREATE TABLE control.rate_limit_logs (
+        key varchar(320) PRIMARY KEY,
+        hits jsonb NOT NULL,
+        used_at_ms bigint NOT NULL
+      );
+      CREATE INDEX rate_limit_logs_used_idx ON control.rate_limit_logs (used_at_ms);
     `))
 }

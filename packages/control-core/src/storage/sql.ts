@@ -44,7 +44,7 @@ import type {
   Session,
   User
 } from "../Storage.js"
-import { AuthStorage, L402Storage } from "../Storage.js"
+import { AuthStorage, L402Storage, slideRateLimit } from "../Storage.js"
 import { MIGRATIONS_TABLE, migrations } from "./migrations.js"
 
 export { migrations, MIGRATIONS_TABLE } from "./migrations.js"
@@ -389,12 +389,18 @@ export const makeAuth: Effect.Effect<AuthStorageService, never, SqlClient.SqlCli
         return true
       }))),
 
-    hitRateLimit: (key, windowStartMs) =>
-      wrap("rate limit")(Effect.map(
-        sql<Row>`INSERT INTO control.rate_limits (key, window_start_ms, hits) VALUES (${key}, ${windowStartMs}, 1)
-          ON CONFLICT (key, window_start_ms) DO UPDATE SET hits = control.rate_limits.hits + 1 RETURNING hits`,
-        (rows) => Number(rows[0]!.hits)
-      )),
+    takeRateLimit: (key, nowMs, windowMs, limit) =>
+      // The key's row is the lock: concurrent hits of one key decide one after another.
+      wrap("rate limit")(sql.withTransaction(Effect.gen(function*() {
+        yield* sql`INSERT INTO control.rate_limit_logs (key, hits, used_at_ms) VALUES (${key}, '[]'::jsonb, ${nowMs})
+          ON CONFLICT (key) DO NOTHING`
+        const rows = yield* sql<Row>`SELECT hits FROM control.rate_limit_logs WHERE key = ${key} FOR UPDATE`
+        const stored = rows[0]?.hits
+        const hits = (typeof stored === "string" ? JSON.parse(stored) : stored ?? []) as Array<number>
+        const { keep, decision } = slideRateLimit(hits, nowMs, windowMs, limit)
+        yield* sql`UPDATE control.rate_limit_logs SET hits = ${JSON.stringify(keep)}::jsonb, used_at_ms = ${nowMs} WHERE key = ${key}`
+        return decision
+      }))),
 
     enqueueRevocation: (n) =>
       wrap("enqueue revocation")(sql`INSERT INTO control.runtime_revocations ${
@@ -428,7 +434,7 @@ export const makeAuth: Effect.Effect<AuthStorageService, never, SqlClient.SqlCli
 
     prune: (beforeMs) =>
       wrap("prune")(Effect.all([
-        sql`DELETE FROM control.rate_limits WHERE window_start_ms < ${beforeMs}`,
+        sql`DELETE FROM control.rate_limit_logs WHERE used_at_ms < ${beforeMs}`,
         sql`DELETE FROM control.auth_challenges WHERE expires_at_ms < ${beforeMs}`
       ], { discard: true }))
   }
