@@ -123,8 +123,7 @@ const liveBench = async (bytes: number) => {
   const topics = Array.from({ length: TOPICS }, (_, i) => userTopic(`u${i}`))
   const idle = Array.from({ length: TOPICS }, (_, i) => userTopic(`idle${i}`))
   for (const t of topics) {
-    await hub.activate(t)
-    hub.joined(t, "binary")
+    hub.joined(await hub.activate(t), "binary")
   }
   let version = 0
   // One payload object, as the fanout bench's server reuses one: building it (two canonical JSON

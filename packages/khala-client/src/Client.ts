@@ -540,13 +540,7 @@ export class KhalaClient {
         return
       }
       case Wire.ErrorCode.RATE_LIMITED:
-        if (requested.length > 0) {
-          for (const t of requested) {
-            const entry = this.topics.get(t)
-            if (entry && entry.phase === "subscribing") entry.phase = "pending"
-          }
-          this.later(Math.max(error.retryAfterMs, 100), () => void this.sendSubscribe([...this.topics.values()]))
-        }
+        this.retrySubscribe(requested, error.retryAfterMs)
         return
       case Wire.ErrorCode.SLOW_CONSUMER:
         this.retryFloorMs = Math.max(this.retryFloorMs, error.retryAfterMs || error.details?.value?.reconnectAfterMs || 0)
@@ -564,13 +558,26 @@ export class KhalaClient {
       case Wire.ErrorCode.GOING_AWAY:
         return // the close follows; reconnect with a fresh token
       case Wire.ErrorCode.INTERNAL:
-        // A server-side failure it asks us to retry after (e.g. it could not check revocation).
-        if (error.retryAfterMs > 0) this.retryFloorMs = Math.max(this.retryFloorMs, error.retryAfterMs)
+        // A server-side failure it asks us to retry after: of a subscribe request (its storage
+        // failed; the connection stays), or of the connection (it could not check revocation;
+        // the close follows).
+        if (requested.length > 0) this.retrySubscribe(requested, error.retryAfterMs)
+        else if (error.retryAfterMs > 0) this.retryFloorMs = Math.max(this.retryFloorMs, error.retryAfterMs)
         this.emit({ type: "error", error: new KhalaClientError(name, error.message, requested, error.details?.value) })
         return
       default:
         this.emit({ type: "error", error: new KhalaClientError(name, error.message, requested, error.details?.value) })
     }
+  }
+
+  /** The server did not take these topics now: subscribe them again after `retryAfterMs`. */
+  private retrySubscribe(requested: ReadonlyArray<string>, retryAfterMs: number) {
+    if (requested.length === 0) return
+    for (const t of requested) {
+      const entry = this.topics.get(t)
+      if (entry && entry.phase === "subscribing") entry.phase = "pending"
+    }
+    this.later(Math.max(retryAfterMs, 100), () => void this.sendSubscribe([...this.topics.values()]))
   }
 
   /**

@@ -1,9 +1,10 @@
 // The client against the real Khala server over real sockets.
 import { type ClientEvent, createClient, memoryStore } from "@openagents/khala-client"
 import { fileStore, removeStore } from "@openagents/khala-client/node"
-import { WsTransport } from "@openagents/khala-core"
+import { Errors, MemoryStorage, Storage, WsTransport } from "@openagents/khala-core"
 import { TestServer } from "@openagents/khala-core/testing"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -33,6 +34,38 @@ describe("khala-client against the server", () => {
     expect(statuses).toEqual(["connecting", "connected"])
     await client.close()
     expect(client.status).toBe("closed")
+  })
+
+  it("retries a subscribe the server could not serve (its storage failed under it) on the same connection, and goes live", async () => {
+    // Positions fail on the second and third call after arming: the resume check passes, the
+    // hub's activation of the topic fails, then the first retry's resume check fails too.
+    let calls = -1
+    const flaky = Layer.effect(Storage.KhalaStorage, Effect.map(MemoryStorage.make, (s) => ({
+      ...s,
+      positions: (topics: ReadonlyArray<string>) =>
+        calls >= 0 && ++calls >= 2 && calls <= 3
+          ? Effect.fail(new Errors.JournalStorageError({ operation: "positions", cause: "transient" }))
+          : s.positions(topics)
+    })))
+    const local = await TestServer.start({ transport: WsTransport.transport, storage: flaky, server: { tickMs: 20, pollIntervalMs: 100 } })
+    try {
+      const topic = "runtime.run_summaries:user:c9"
+      await local.publish(topic, [{ docKey: "run:1", docVersion: 1, payload: { status: "queued" } }])
+      const client = createClient({ url: local.url, tokenProvider: () => TestServer.token("c9"), WebSocket: WS, store: memoryStore() })
+      const events: Array<ClientEvent> = []
+      client.on((e) => void events.push(e))
+      calls = 0
+      client.subscribe(topic)
+      await client.live(topic)
+      expect(client.documents(topic).get("run:1")?.value).toEqual({ status: "queued" })
+      expect(events.filter((e) => e.type === "error").map((e) => (e as any).error.code)).toEqual(["internal", "internal"])
+      expect(events.filter((e) => e.type === "status").map((e) => (e as any).status)).toEqual(["connecting", "connected"])
+      await local.publish(topic, [{ docKey: "run:1", docVersion: 2, payload: { status: "running" } }])
+      await until(() => client.watermark(topic) === 2n)
+      await client.close()
+    } finally {
+      await local.dispose()
+    }
   })
 
   it("converges to the read model exactly, applying nothing twice, when the server is killed mid-stream and restarted", async () => {

@@ -23,10 +23,26 @@ import * as SyncWire from "./SyncWire.js"
 import type { TransportServer } from "./Transport.js"
 
 interface TopicState {
+  readonly topic: string
   lastPublished: bigint
-  ready: Promise<void>
+  /** False until `lastPublished` is known: a topic is not read before that. */
+  ready: boolean
+  /** Woken while not ready: read as soon as it is. */
+  wokenEarly: boolean
+  ready$: Promise<void>
   refs: number
   live: { binary: number; json: number }
+}
+
+/**
+ * One subscriber's hold on a topic of the hub, from `activate`. Release, join and leave through
+ * it: a lease of a topic state the hub has since dropped (a journal gap, a failed activation) is
+ * inert, so it cannot decrement the state a later subscriber activated.
+ */
+export interface TopicLease {
+  readonly topic: string
+  /** @internal */
+  readonly state: TopicState
 }
 
 const NO_TAGS: Array<never> = []
@@ -47,61 +63,80 @@ export class Hub {
   private passing = false
   constructor(private readonly options: HubOptions) {}
 
-  /** Start tracking `topic` (refcounted); resolves once `lastPublished` is known. */
-  activate(topic: string): Promise<void> {
+  /**
+   * Start tracking `topic` (refcounted); resolves with a lease once `lastPublished` is known, or
+   * rejects (the storage failed): then the caller holds nothing and must not subscribe.
+   */
+  activate(topic: string): Promise<TopicLease> {
     const existing = this.topics.get(topic)
     if (existing !== undefined) {
       existing.refs++
-      return existing.ready
+      return existing.ready$.then(() => ({ topic, state: existing }))
     }
-    const state: TopicState = { lastPublished: 0n, ready: Promise.resolve(), refs: 1, live: { binary: 0, json: 0 } }
-    state.ready = new Promise<void>((resolve, reject) => {
+    const state: TopicState = { topic, lastPublished: 0n, ready: false, wokenEarly: false, ready$: Promise.resolve(), refs: 1, live: { binary: 0, json: 0 } }
+    // Registered before the read starts: a storage that answers synchronously settles it inside
+    // the call below, and a failed state must not stay registered.
+    this.topics.set(topic, state)
+    state.ready$ = new Promise<void>((resolve, reject) => {
       this.options.run(
         this.options.journal.position(topic).pipe(
           Effect.match({
             onFailure: (e) => {
-              this.topics.delete(topic)
+              if (this.topics.get(topic) === state) this.topics.delete(topic)
               reject(e)
             },
             onSuccess: (position) => {
               state.lastPublished = position.head
+              state.ready = true
+              // Commits after the position read woke the topic while it was not ready.
+              if (state.wokenEarly && this.topics.get(topic) === state) {
+                this.pending.add(topic)
+                this.schedule()
+              }
               resolve()
             }
           })
         )
       )
     })
-    this.topics.set(topic, state)
-    return state.ready
+    return state.ready$.then(() => ({ topic, state }))
   }
 
-  release(topic: string) {
-    const state = this.topics.get(topic)
-    if (state === undefined) return
-    if (--state.refs <= 0) this.topics.delete(topic)
+  release(lease: TopicLease) {
+    const state = lease.state
+    if (this.topics.get(lease.topic) !== state) return
+    if (--state.refs <= 0) this.topics.delete(lease.topic)
   }
 
-  lastPublished(topic: string): bigint | undefined {
-    return this.topics.get(topic)?.lastPublished
+  /** Up to where the lease's topic was published live; undefined when the hub dropped that state. */
+  lastPublished(lease: TopicLease): bigint | undefined {
+    const state = lease.state
+    return this.topics.get(lease.topic) === state && state.ready ? state.lastPublished : undefined
   }
 
-  joined(topic: string, format: SyncWire.Format) {
-    const state = this.topics.get(topic)
-    if (state) state.live[format]++
+  joined(lease: TopicLease, format: SyncWire.Format) {
+    if (this.topics.get(lease.topic) === lease.state) lease.state.live[format]++
   }
 
-  left(topic: string, format: SyncWire.Format) {
-    const state = this.topics.get(topic)
-    if (state && state.live[format] > 0) state.live[format]--
+  left(lease: TopicLease, format: SyncWire.Format) {
+    const state = lease.state
+    if (this.topics.get(lease.topic) === state && state.live[format] > 0) state.live[format]--
   }
 
   activeTopics(): ReadonlyArray<string> {
-    return [...this.topics.keys()]
+    const out: Array<string> = []
+    for (const [topic, state] of this.topics) if (state.ready) out.push(topic)
+    return out
   }
 
   /** New commits on these topics (from this node or another). */
   wake(topics: Iterable<string>) {
-    for (const topic of topics) if (this.topics.has(topic)) this.pending.add(topic)
+    for (const topic of topics) {
+      const state = this.topics.get(topic)
+      if (state === undefined) continue
+      if (state.ready) this.pending.add(topic)
+      else state.wokenEarly = true
+    }
     this.schedule()
   }
 
@@ -139,7 +174,7 @@ export class Hub {
     const states: Array<TopicState> = []
     for (const topic of this.pending) {
       const state = this.topics.get(topic)
-      if (state === undefined) continue
+      if (state === undefined || !state.ready) continue
       reads.push({ topic, after: state.lastPublished })
       states.push(state)
     }

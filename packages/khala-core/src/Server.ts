@@ -14,6 +14,7 @@
 // the topic's replay budget, ends the connection with slow_consumer and reconnect_after_ms.
 import type { Subscribe } from "@openagents/proto/sync/v1"
 import * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
@@ -21,7 +22,7 @@ import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { StaleCursorError } from "./Errors.js"
-import { Hub } from "./Hub.js"
+import { Hub, type TopicLease } from "./Hub.js"
 import { Journal } from "./Journal.js"
 import * as Metrics from "./Metrics.js"
 import { Notifier, type Revocation } from "./Notifier.js"
@@ -88,8 +89,16 @@ export interface KhalaServer {
 
 export class KhalaServerTag extends Context.Tag("@openagents/khala-core/KhalaServer")<KhalaServerTag, KhalaServer>() {}
 
+/** A subscribe that could not be served now (a topic's hub state could not be read): retry. */
+class SubscribeUnavailable extends Data.TaggedError("SubscribeUnavailable")<{ readonly reason: string }> {}
+
+/** How long a client waits before retrying a subscribe the server could not serve. */
+const SUBSCRIBE_RETRY_AFTER_MS = 1000
+
 interface Sub {
   readonly topic: Topic.Topic
+  /** This subscription's hold on the topic in the hub. */
+  readonly lease: TopicLease
   cursor: bigint
   mode: "replaying" | "live" | "paced"
   /** Requested replay batch size, clamped. */
@@ -206,9 +215,9 @@ export const make = (
     const dropSub = (c: Conn, sub: Sub) => {
       if (sub.mode === "live") {
         c.connection.leave(sub.topic.topic)
-        hub.left(sub.topic.topic, c.connection.format)
+        hub.left(sub.lease, c.connection.format)
       }
-      hub.release(sub.topic.topic)
+      hub.release(sub.lease)
       Metrics.subscriptions.unsafeModify(-1, [])
     }
 
@@ -302,7 +311,25 @@ export const make = (
           return
         }
         case "Subscribe":
-          runEffect(subscribe(c, action.request, action.topics))
+          runEffect(subscribe(c, action.request, action.topics).pipe(
+            // The storage failed under the subscribe (its resume check, a topic's position): the
+            // client is told to retry it and nothing is subscribed, rather than left waiting.
+            Effect.catchAll((error) =>
+              Effect.zipRight(
+                Effect.logWarning(`khala server: subscribe of ${action.topics.join(", ")} failed; the client will retry`, error),
+                Effect.sync(() => {
+                  const invalid = error._tag === "InvalidWatermarkError"
+                  sendError(
+                    c,
+                    invalid
+                      ? SyncWire.simple(SyncErrorCode.BAD_SUBSCRIPTION, error.message, action.request.requestId)
+                      : SyncWire.simple(SyncErrorCode.INTERNAL, "the subscription could not be served now; retry", action.request.requestId, SUBSCRIBE_RETRY_AFTER_MS)
+                  )
+                  dispatch(c, { _tag: "SubscribeSettled", accepted: [], requested: action.topics, now: Date.now() })
+                })
+              )
+            )
+          ))
           return
         case "Unsubscribe": {
           for (const topic of action.topics) {
@@ -322,7 +349,7 @@ export const make = (
               [...c.subs.values()].map((s) => ({
                 $typeName: "openagents.sync.v1.TopicCursor" as const,
                 topic: s.topic.topic,
-                watermark: s.mode === "live" ? (hub.lastPublished(s.topic.topic) ?? s.cursor) : s.cursor,
+                watermark: s.mode === "live" ? (hub.lastPublished(s.lease) ?? s.cursor) : s.cursor,
                 epoch: journal.epoch
               })),
               Date.now()
@@ -422,21 +449,42 @@ export const make = (
         const fresh = checked.filter((x) => x.stale === undefined)
         if (c.closed || fresh.length === 0) return settle([])
         const batchRows = request.replayBatchSize > 0 ? Math.min(request.replayBatchSize, Topic.MAX_BATCH_UPDATES) : Topic.MAX_BATCH_UPDATES
+        // Every topic's hub state first; a topic whose state could not be read is not subscribed
+        // (the client is told to retry), and the leases taken are returned.
+        const leases = yield* Effect.forEach(fresh, ({ point }) =>
+          Effect.either(Effect.tryPromise(() => hub.activate(point.topic))))
+        const taken = leases.flatMap((l) => (l._tag === "Right" ? [l.right] : []))
+        const giveBack = () => {
+          for (const lease of taken) hub.release(lease)
+        }
+        if (c.closed) {
+          giveBack()
+          return settle([])
+        }
+        if (taken.length < leases.length) {
+          giveBack()
+          return yield* new SubscribeUnavailable({ reason: "the journal position of a topic could not be read" })
+        }
+        // The grants in force now, not those of the token the request arrived with: a refresh
+        // that narrowed the scopes while this subscribe awaited the journal has already dropped
+        // what the connection held, and must also stop what it was about to get.
+        const now = c.session.principal
+        const revoked = fresh.filter(({ point }) => now === undefined || !now.scopes.includes(parsed.find((t) => t.topic === point.topic)!.topicClass.name))
+        if (revoked.length > 0) {
+          giveBack()
+          sendError(c, SyncWire.forbiddenTopics(revoked.map((x) => x.point.topic), request.requestId))
+          return settle([])
+        }
         const accepted: Array<Topic.Topic> = []
-        for (const { point, position } of fresh) {
+        fresh.forEach(({ point, position }, i) => {
           const topic = parsed.find((t) => t.topic === point.topic)!
-          yield* Effect.promise(() => hub.activate(topic.topic).catch(() => undefined))
-          if (c.closed) {
-            hub.release(topic.topic)
-            return settle([])
-          }
           const existing = c.subs.get(topic.topic)
           if (existing !== undefined) dropSub(c, existing)
-          c.subs.set(topic.topic, { topic, cursor: point.cursor.watermark, mode: "replaying", batchRows, sentComplete: false })
+          c.subs.set(topic.topic, { topic, lease: taken[i]!, cursor: point.cursor.watermark, mode: "replaying", batchRows, sentComplete: false })
           Metrics.subscriptions.unsafeModify(1, [])
           Metrics.replayLag.unsafeUpdate(Number(position!.head - point.cursor.watermark), [])
           accepted.push(topic)
-        }
+        })
         settle(accepted.map((t) => t.topic))
         send(
           c,
@@ -480,7 +528,7 @@ export const make = (
       }
       sub.mode = "live"
       c.connection.join(sub.topic.topic)
-      hub.joined(sub.topic.topic, c.connection.format)
+      hub.joined(sub.lease, c.connection.format)
     }
 
     const catchUp = (c: Conn): Effect.Effect<void> =>
@@ -492,12 +540,18 @@ export const make = (
           if (sub === undefined || sub.mode === "live") continue
           yield* waitForDrain(c)
           if (c.closed || c.subs.get(topic) !== sub) continue
-          const published = hub.lastPublished(topic)
-          if (published !== undefined && sub.cursor >= published) {
+          const published = hub.lastPublished(sub.lease)
+          if (published === undefined) {
+            // The hub dropped the topic (a journal gap) after this subscription took its lease:
+            // it cannot go live here; the client resumes on a new connection.
+            closeNow(c, SyncCloseCode.SERVER_RESTART, "journal gap: resume")
+            return
+          }
+          if (sub.cursor >= published) {
             goLive(c, sub, published)
             continue
           }
-          if (published !== undefined && sub.mode === "paced" && published - sub.cursor > BigInt(sub.topic.topicClass.replayBudgetEvents)) {
+          if (sub.mode === "paced" && published - sub.cursor > BigInt(sub.topic.topicClass.replayBudgetEvents)) {
             disconnectSlow(c, topic)
             return
           }
@@ -562,7 +616,7 @@ export const make = (
         if (c.closed) continue
         const behind = [...c.subs.values()].find((s) => {
           if (s.mode !== "paced") return false
-          const published = hub.lastPublished(s.topic.topic)
+          const published = hub.lastPublished(s.lease)
           return published !== undefined && published - s.cursor > BigInt(s.topic.topicClass.replayBudgetEvents)
         })
         if (behind !== undefined) {
@@ -585,9 +639,9 @@ export const make = (
         }
         for (const sub of live) {
           // Everything published so far is already in this socket's buffer.
-          sub.cursor = hub.lastPublished(sub.topic.topic) ?? sub.cursor
+          sub.cursor = hub.lastPublished(sub.lease) ?? sub.cursor
           c.connection.leave(sub.topic.topic)
-          hub.left(sub.topic.topic, c.connection.format)
+          hub.left(sub.lease, c.connection.format)
           sub.mode = "paced"
         }
         sendError(

@@ -48,10 +48,15 @@ export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
   let transactionRunning = false
   /** What the running transaction changed, newest last: run in reverse to roll it back. */
   let undo: Array<() => void> | undefined
+  // Reads go through it too: a running transaction's writes are not visible outside it until it
+  // commits (a rollback would otherwise un-publish what a reader already saw, and reuse its
+  // watermarks). Decided when the operation runs, not when it is built.
   const exclusive = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-    transactionRunning
-      ? Effect.withFiberRuntime<A, E, R>((fiber) => (fiber.getFiberRef(inTransaction) ? effect : permit.withPermits(1)(effect)))
-      : effect
+    Effect.suspend(() =>
+      transactionRunning
+        ? Effect.withFiberRuntime<A, E, R>((fiber) => (fiber.getFiberRef(inTransaction) ? effect : permit.withPermits(1)(effect)))
+        : effect
+    )
 
   const topicState = (topic: string) => {
     let state = topics.get(topic)
@@ -130,30 +135,30 @@ export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
         }
         return { events: appendNow(topic, accepted, at), skipped }
       })),
-    read: (topic, after, maxRows, maxBytes) => Effect.sync(() => readNow(topic, after, maxRows, maxBytes)),
+    read: (topic, after, maxRows, maxBytes) => exclusive(Effect.sync(() => readNow(topic, after, maxRows, maxBytes))),
     readMany: (reads, maxRows, maxBytes) =>
-      Effect.sync(() => {
+      exclusive(Effect.sync(() => {
         const out = new Map<string, StoredRead>()
         for (const r of reads) out.set(r.topic, readNow(r.topic, r.after, maxRows, maxBytes))
         return out
-      }),
+      })),
     positions: (list) =>
-      Effect.sync(() => {
+      exclusive(Effect.sync(() => {
         const out = new Map<string, Position>()
         for (const topic of list) {
           const state = topics.get(topic)
           out.set(topic, state === undefined ? { head: 0n, floor: 0n } : { head: state.head, floor: state.floor })
         }
         return out
-      }),
-    getDocument: (table, topic, docKey) => Effect.sync(() => tables.get(table)?.get(topic)?.get(docKey)),
+      })),
+    getDocument: (table, topic, docKey) => exclusive(Effect.sync(() => tables.get(table)?.get(topic)?.get(docKey))),
     snapshot: (table, topic) =>
-      Effect.sync(() => ({
+      exclusive(Effect.sync(() => ({
         watermark: topics.get(topic)?.head ?? 0n,
         documents: [...(tables.get(table)?.get(topic)?.values() ?? [])].sort((a, b) => (a.docKey < b.docKey ? -1 : a.docKey > b.docKey ? 1 : 0))
-      })),
+      }))),
     expiredTopics: (className, cutoff, limit) =>
-      Effect.sync(() => {
+      exclusive(Effect.sync(() => {
         const out: Array<string> = []
         for (const [topic, state] of topics) {
           if (out.length >= limit) break
@@ -161,7 +166,7 @@ export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
           if (topic.startsWith(`${className}:`) && oldest !== undefined && oldest.insertedAt < cutoff) out.push(topic)
         }
         return out
-      }),
+      })),
     pruneBatch: (topic, cutoff, batchSize) =>
       exclusive(Effect.sync(() => {
         const state = topics.get(topic)
@@ -181,7 +186,7 @@ export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
         }
         return { pruned: n, floor: state.floor }
       })),
-    getCheckpoint: (projectionName, entityId) => Effect.sync(() => checkpoints.get(projectionName)?.get(entityId)),
+    getCheckpoint: (projectionName, entityId) => exclusive(Effect.sync(() => checkpoints.get(projectionName)?.get(entityId))),
     putCheckpoint: (checkpoint) =>
       exclusive(Effect.sync(() => {
         let byEntity = checkpoints.get(checkpoint.projectionName)
@@ -194,12 +199,12 @@ export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
         byEntity.set(checkpoint.entityId, checkpoint)
       })),
     listCheckpoints: (projectionName, afterEntityId, limit) =>
-      Effect.sync(() =>
+      exclusive(Effect.sync(() =>
         [...(checkpoints.get(projectionName)?.values() ?? [])]
           .filter((c) => c.entityId > afterEntityId)
           .sort((a, b) => (a.entityId < b.entityId ? -1 : 1))
           .slice(0, limit)
-      ),
+      )),
     inTransaction: FiberRef.get(inTransaction),
     transaction: (effect) =>
       Effect.flatMap(FiberRef.get(inTransaction), (inside) =>
