@@ -19,6 +19,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { StaleCursorError } from "./Errors.js"
@@ -26,10 +27,11 @@ import { Hub, type TopicLease } from "./Hub.js"
 import { Journal } from "./Journal.js"
 import * as Metrics from "./Metrics.js"
 import { Notifier, type Revocation } from "./Notifier.js"
+import * as Revocations from "./Revocations.js"
 import * as Session from "./Session.js"
 import * as Staleness from "./Staleness.js"
 import * as SyncWire from "./SyncWire.js"
-import { type SyncPrincipal, SyncTokenVerifier } from "./SyncToken.js"
+import { SyncTokenVerifier } from "./SyncToken.js"
 import * as Topic from "./Topic.js"
 import { TopicAuthorizer } from "./TopicAuthorizer.js"
 import type { Connection, Transport, TransportError, TransportServer } from "./Transport.js"
@@ -168,11 +170,13 @@ export const make = (
     const slow: SlowConsumerOptions = { ...defaultSlow, ...options.slowConsumer }
     const maxInbound = options.maxInboundFrameBytes ?? 64 * 1024
     const maxFrames = options.maxFramesPerSecond ?? 50
-    const revocationTtl = options.revocationTtlMs ?? 15 * 60_000
-    const sessionRevoked = options.sessionRevoked
+    // The node's revocations: shared with the snapshot endpoint when the host provides them (it
+    // should), else this server's own, from its options.
+    const revocations = Option.getOrElse(
+      yield* Effect.serviceOption(Revocations.Revocations),
+      () => Revocations.makeStore({ ttlMs: options.revocationTtlMs, sessionRevoked: options.sessionRevoked })
+    )
     const conns = new Set<Conn>()
-    const revokedSessions = new Map<string, number>()
-    const revokedDevices = new Map<string, number>()
     // Set once the transport listens; the hub publishes through it.
     const transportRef: { current: TransportServer | undefined } = { current: undefined }
 
@@ -237,22 +241,14 @@ export const make = (
         case "Verify":
           runEffect(
             verifier.verify(action.token).pipe(
-              Effect.flatMap((principal) =>
-                sessionRevoked === undefined
-                  ? Effect.succeed({ principal, durablyRevoked: false as boolean | "unknown" })
-                  : sessionRevoked(principal.sessionId).pipe(
-                    Effect.catchAll((cause) =>
-                      Effect.as(Effect.logWarning("khala: the revoked-session lookup failed; the connection is told to retry", cause), "unknown" as const)),
-                    Effect.map((durablyRevoked) => ({ principal, durablyRevoked }))
-                  )
-              ),
+              Effect.flatMap((principal) => Effect.map(revocations.check(principal), (verdict) => ({ principal, verdict }))),
               Effect.match({
                 onFailure: (error) => {
                   Metrics.authFailures.unsafeUpdate(error.reason, [])
                   dispatch(c, { _tag: "Refused", error, purpose: action.purpose, requestId: action.requestId, now: Date.now() })
                 },
-                onSuccess: ({ durablyRevoked, principal }) => {
-                  if (durablyRevoked === "unknown") {
+                onSuccess: ({ principal, verdict }) => {
+                  if (verdict === "unknown") {
                     // Fail closed, but retryably: the session may have been revoked, and this
                     // node cannot tell. The client reconnects with backoff (4005 is not terminal).
                     Metrics.authFailures.unsafeUpdate("revocation_check_unavailable", [])
@@ -261,8 +257,7 @@ export const make = (
                     return
                   }
                   dispatch(c, { _tag: "Verified", principal, purpose: action.purpose, requestId: action.requestId, now: Date.now() })
-                  const reason = revokedReason(principal) ?? (durablyRevoked ? "admin_revoked" as const : undefined)
-                  if (reason !== undefined) dispatch(c, { _tag: "Revoked", reason, now: Date.now() })
+                  if (verdict !== undefined) dispatch(c, { _tag: "Revoked", reason: verdict, now: Date.now() })
                 }
               })
             )
@@ -663,16 +658,8 @@ export const make = (
     // ---------------------------------------------------------------------------------------
     // Revocation
 
-    const revokedReason = (principal: SyncPrincipal) => {
-      const now = Date.now()
-      const s = revokedSessions.get(principal.sessionId)
-      const d = revokedDevices.get(principal.deviceId)
-      return (s !== undefined && s > now) || (d !== undefined && d > now) ? ("admin_revoked" as const) : undefined
-    }
     const onRevoke = (revocation: Revocation) => {
-      const until = Date.now() + revocationTtl
-      for (const id of revocation.sessionIds) revokedSessions.set(id, until)
-      for (const id of revocation.deviceIds) revokedDevices.set(id, until)
+      revocations.add(revocation)
       for (const c of conns) {
         const p = c.session.principal
         if (p !== undefined && (revocation.sessionIds.includes(p.sessionId) || revocation.deviceIds.includes(p.deviceId))) {
@@ -750,8 +737,7 @@ export const make = (
       const now = Date.now()
       for (const c of [...conns]) dispatch(c, { _tag: "Tick", now })
       sweepSlow()
-      for (const [id, until] of revokedSessions) if (until <= now) revokedSessions.delete(id)
-      for (const [id, until] of revokedDevices) if (until <= now) revokedDevices.delete(id)
+      revocations.sweep()
     }).pipe(Effect.repeat(Schedule.spaced(`${tickMs} millis`)), Effect.forkScoped)
     yield* hub.poll.pipe(Effect.repeat(Schedule.spaced(`${options.pollIntervalMs ?? 1000} millis`)), Effect.forkScoped)
 

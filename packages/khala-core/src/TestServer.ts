@@ -18,6 +18,7 @@ import * as Publisher from "./Publisher.js"
 import * as Retention from "./Retention.js"
 import * as Server from "./Server.js"
 import * as Snapshot from "./Snapshot.js"
+import * as Revocations from "./Revocations.js"
 import * as SnapshotHttp from "./SnapshotHttp.js"
 import type { KhalaStorage } from "./Storage.js"
 import * as SyncToken from "./SyncToken.js"
@@ -95,10 +96,14 @@ export const start = async (options: Options = {}): Promise<TestServer> => {
       Journal.layer,
       Snapshot.layer,
       Retention.layer,
-      options.notifier ?? Notifier.layerMemory,
+      // One node's revocations, shared by the WebSocket server and the snapshot endpoint.
+      Revocations.layer({ sessionRevoked: options.server?.sessionRevoked, ttlMs: options.server?.revocationTtlMs }),
       SyncToken.layer(VERIFIER),
       options.authorizer ?? TopicAuthorizer.layerDefault
-    ).pipe(Layer.provideMerge(storageLayer as Layer.Layer<KhalaStorage>))
+    ).pipe(
+      Layer.provideMerge(options.notifier ?? Notifier.layerMemory),
+      Layer.provideMerge(storageLayer as Layer.Layer<KhalaStorage>)
+    )
     const http = HttpLayerRouter.serve(SnapshotHttp.layer).pipe(Layer.provideMerge(NodeHttpServer.layer(createServer, { port: httpPort ?? 0, host: "127.0.0.1" })))
     const layer = Layer.mergeAll(
       Server.layer({ transport: options.transport ?? UwsTransport.transport, port, ...options.server }),

@@ -108,4 +108,37 @@ describe("khala server races", () => {
       await h.dispose()
     }
   })
+
+  it("the snapshot endpoint refuses a revoked session — announced on the open server or only in the durable record — and fails closed when the record is unreachable", async () => {
+    let down = false
+    const h = await start({
+      transport: WsTransport.transport,
+      server: { sessionRevoked: (id) => (down ? Effect.fail(new Error("database unreachable")) : Effect.succeed(id === "sess_durable")) }
+    })
+    try {
+      const topic = "runtime.run_summaries:user:rv"
+      await h.publish(topic, [{ docKey: "x", docVersion: 1, payload: { secret: 1 } }])
+      const snapshot = (token: string) => fetch(`${h.httpUrl}/sync/v1/snapshot/${encodeURIComponent(topic)}`, { headers: { authorization: `Bearer ${token}` } })
+      const live = await tokenFor("rv", { oa_session_id: "sess_live" })
+      expect((await snapshot(live)).status).toBe(200)
+      await Effect.runPromise(h.server.revoke({ sessionIds: ["sess_live"], deviceIds: [], reason: "user_requested" }))
+      const announced = await snapshot(live)
+      expect(announced.status).toBe(401)
+      expect(((await announced.json()) as any).error.code).toBe("reauth_required")
+      const durable = await snapshot(await tokenFor("rv", { oa_session_id: "sess_durable" }))
+      expect(durable.status).toBe(401)
+      // A device revocation reaches every session of the device.
+      const device = await tokenFor("rv", { oa_session_id: "sess_other", oa_device_id: "dev_lost" })
+      expect((await snapshot(device)).status).toBe(200)
+      await Effect.runPromise(h.server.revoke({ sessionIds: [], deviceIds: ["dev_lost"], reason: "device_replaced" }))
+      expect((await snapshot(device)).status).toBe(401)
+      down = true
+      const unknown = await snapshot(await tokenFor("rv", { oa_session_id: "sess_fine" }))
+      expect(unknown.status).toBe(503)
+      expect(unknown.headers.get("retry-after")).toBe("1")
+      expect(((await unknown.json()) as any).error.code).toBe("revocation_check_unavailable")
+    } finally {
+      await h.dispose()
+    }
+  })
 })

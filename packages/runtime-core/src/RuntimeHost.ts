@@ -30,6 +30,7 @@ import {
   Publisher,
   ReadModels,
   Retention,
+  Revocations,
   Server,
   Snapshot,
   SqlStorage,
@@ -198,6 +199,7 @@ export type Services =
   | Publisher.Publisher
   | Snapshot.Snapshot
   | Retention.Retention
+  | Revocations.Revocations
   | TopicAuthorizer.TopicAuthorizer
   | SyncToken.SyncTokenVerifier
   | Runs.Runs
@@ -205,7 +207,9 @@ export type Services =
 
 /**
  * The runtime's services over the SqlClient (and SqlNotify) in context: Khala's SQL storage and
- * ports, the LISTEN/NOTIFY notifier, runs and workers, auth. Migrations run first.
+ * ports, the LISTEN/NOTIFY notifier, runs and workers, auth, and the node's sync revocations
+ * (announced ones and the revoked-sessions table), which the Khala server and the snapshot
+ * endpoint both consult — a Server.layer provided with these services uses them. Migrations run first.
  */
 export const services = (c: RuntimeHostConfig): Layer.Layer<Services, SqlError | MigrationError, SqlClient.SqlClient | SqlNotify.SqlNotify> => {
   const khala = Layer.mergeAll(Checkpoints.layer, ReadModels.layer, Publisher.layer, Snapshot.layer, Retention.layer).pipe(
@@ -218,7 +222,12 @@ export const services = (c: RuntimeHostConfig): Layer.Layer<Services, SqlError |
     accessTokens: c.controlUrl === undefined ? undefined : { issuer: c.controlUrl, jwks: c.controlJwks },
     internalKeys: c.internalKeys
   }).pipe(Layer.provideMerge(Auth.layerRevokedSessionsSql))
-  return Layer.mergeAll(Owners.authorizerLayer, auth, SyncToken.layer(c.sync)).pipe(
+  // At hello, at refresh and on every snapshot, so a node started after a revocation refuses that
+  // session's sync tokens too.
+  const revocations = Layer.unwrapEffect(
+    Effect.map(Auth.RevokedSessions, (revoked) => Revocations.layer({ sessionRevoked: revoked.isRevoked }))
+  )
+  return Layer.mergeAll(Owners.authorizerLayer, revocations.pipe(Layer.provideMerge(auth)), SyncToken.layer(c.sync)).pipe(
     Layer.provideMerge(domain),
     Layer.provideMerge(Layer.succeed(Topic.TopicClasses, Topic.makeRegistry(Topic.defaultClasses)))
   )
@@ -243,17 +252,12 @@ export const layer = (
   SqlError | MigrationError | Transport.TransportError | ServeError,
   SqlClient.SqlClient | SqlNotify.SqlNotify | HttpServer.HttpServer | HttpPlatform.HttpPlatform | FileSystem.FileSystem | Path.Path | Etag.Generator
 > => {
-  // Khala consults the revoked-sessions table at hello and refresh, so a node started after a
-  // revocation refuses that session's sync tokens too.
-  const khalaServer = Layer.unwrapEffect(
-    Effect.map(Auth.RevokedSessions, (revoked) =>
-      Server.layer({
-        transport: c.khala.transport === "ws" ? WsTransport.transport : UwsTransport.transport,
-        host: c.khala.host,
-        port: c.khala.port,
-        sessionRevoked: revoked.isRevoked
-      }))
-  )
+  // The Khala server takes the node's revocations from the services (shared with the snapshot endpoint).
+  const khalaServer = Server.layer({
+    transport: c.khala.transport === "ws" ? WsTransport.transport : UwsTransport.transport,
+    host: c.khala.host,
+    port: c.khala.port
+  })
   const http = HttpLayerRouter.serve(Layer.mergeAll(RuntimeServer.routes(), operationalRoutes), { disableLogger: options.disableHttpLogger ?? false })
   const demo = c.demoWorker === undefined ? Layer.empty : DemoWorker.layer(c.demoWorker)
   return Layer.mergeAll(http, khalaServer, jobs(c), demo).pipe(

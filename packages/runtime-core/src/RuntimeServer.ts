@@ -11,7 +11,7 @@ import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type * as Path from "@effect/platform/Path"
-import { Checkpoints, Notifier, SnapshotHttp } from "@openagents/khala-core"
+import { Checkpoints, Notifier, Revocations, SnapshotHttp } from "@openagents/khala-core"
 // Named here so the declaration build can name the routes' type (TS2742).
 import type { Snapshot, SyncToken, TopicAuthorizer } from "@openagents/khala-core"
 import * as Cause from "effect/Cause"
@@ -285,6 +285,7 @@ export const routes = (options: SyncHandlerOptions = {}): Layer.Layer<
   | HttpLayerRouter.Request<"Requires", SyncToken.SyncTokenVerifier>
   | HttpLayerRouter.Request<"Requires", Snapshot.Snapshot>
   | HttpLayerRouter.Request<"Requires", TopicAuthorizer.TopicAuthorizer>
+  | HttpLayerRouter.Request<"Requires", Revocations.Revocations>
   | FileSystem.FileSystem
   | Path.Path
   | HttpPlatform.HttpPlatform

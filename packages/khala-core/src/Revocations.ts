@@ -1,0 +1,93 @@
+// Which sync sessions and devices are revoked, for everything that accepts a sync token: the
+// WebSocket server at hello and refresh, and the snapshot endpoint on every request. One instance
+// per node, shared by both (a host provides `layer` to the Server and to the HTTP routes), so a
+// revocation that closes a session's sockets also stops its snapshot reads.
+//
+// Two sources: revocations announced through the Notifier (KhalaServer.revoke on any node), held
+// in memory for `ttlMs` (longer than any token lives); and, optionally, a durable lookup
+// (`sessionRevoked`) for what was revoked before this node started. A durable lookup that fails
+// makes the verdict "unknown": callers refuse the token, retryably (fail closed).
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import { Notifier, type Revocation } from "./Notifier.js"
+import type { SyncPrincipal } from "./SyncToken.js"
+import type { RevocationReasonName } from "./SyncWire.js"
+
+/** Why a principal may not use its token, undefined when it may, "unknown" when that cannot be told now. */
+export type Verdict = RevocationReasonName | undefined | "unknown"
+
+export interface RevocationsOptions {
+  /** How long announced revocations are held (default 15 min, longer than any token). */
+  readonly ttlMs?: number | undefined
+  /** The durable record of revoked sessions (the runtime's `runtime.revoked_sessions`). */
+  readonly sessionRevoked?: ((sessionId: string) => Effect.Effect<boolean, unknown>) | undefined
+}
+
+export interface RevocationsService {
+  /** Hold a revocation (idempotent; extends its expiry). */
+  readonly add: (revocation: Revocation) => void
+  /** The in-memory verdict alone (no lookup): for checks that must not wait. */
+  readonly reasonOf: (principal: SyncPrincipal) => RevocationReasonName | undefined
+  /** In memory first, then the durable lookup. */
+  readonly check: (principal: SyncPrincipal) => Effect.Effect<Verdict>
+  /** Drop expired entries. */
+  readonly sweep: () => void
+}
+
+export class Revocations extends Context.Tag("@openagents/khala-core/Revocations")<Revocations, RevocationsService>() {}
+
+export const DEFAULT_TTL_MS = 15 * 60_000
+
+/** A store without a Notifier listener: its owner feeds it (the Server does, from its own listener). */
+export const makeStore = (options: RevocationsOptions = {}): RevocationsService => {
+  const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS
+  const sessions = new Map<string, { until: number; reason: RevocationReasonName }>()
+  const devices = new Map<string, { until: number; reason: RevocationReasonName }>()
+  const reasonOf = (principal: SyncPrincipal) => {
+    const now = Date.now()
+    const s = sessions.get(principal.sessionId)
+    if (s !== undefined && s.until > now) return s.reason
+    const d = devices.get(principal.deviceId)
+    if (d !== undefined && d.until > now) return d.reason
+    return undefined
+  }
+  const lookup = options.sessionRevoked
+  return {
+    add: (revocation) => {
+      const entry = { until: Date.now() + ttlMs, reason: revocation.reason }
+      for (const id of revocation.sessionIds) sessions.set(id, entry)
+      for (const id of revocation.deviceIds) devices.set(id, entry)
+    },
+    reasonOf,
+    check: (principal) =>
+      Effect.suspend((): Effect.Effect<Verdict> => {
+        const held = reasonOf(principal)
+        if (held !== undefined || lookup === undefined) return Effect.succeed(held)
+        return lookup(principal.sessionId).pipe(
+          Effect.map((revoked): Verdict => (revoked ? "admin_revoked" : undefined)),
+          Effect.catchAllCause((cause) =>
+            Effect.as(Effect.logWarning("khala: the revoked-session lookup failed; the token is refused, retryably", cause), "unknown" as const))
+        )
+      }),
+    sweep: () => {
+      const now = Date.now()
+      for (const [id, e] of sessions) if (e.until <= now) sessions.delete(id)
+      for (const [id, e] of devices) if (e.until <= now) devices.delete(id)
+    }
+  }
+}
+
+/** The node's revocations, fed by the Notifier; provide one to the Server and the snapshot routes. */
+export const layer = (options: RevocationsOptions = {}): Layer.Layer<Revocations, never, Notifier> =>
+  Layer.scoped(
+    Revocations,
+    Effect.gen(function*() {
+      const notifier = yield* Notifier
+      const store = makeStore(options)
+      yield* notifier.listen({ wake: () => {}, revoke: store.add })
+      yield* Effect.forkScoped(Effect.repeat(Effect.sync(store.sweep), { schedule: Schedule.spaced("30 seconds") }))
+      return store
+    })
+  )
