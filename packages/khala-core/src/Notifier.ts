@@ -11,8 +11,12 @@
 // coalesced: the topics of every wake call in one event-loop turn go out as one NOTIFY.
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Runtime from "effect/Runtime"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { SqlNotify } from "@openagents/sql-pglite"
 import type { RevocationReasonName } from "./SyncWire.js"
@@ -26,6 +30,11 @@ export interface Revocation {
 export interface Listener {
   readonly wake: (topics: ReadonlyArray<string>) => void
   readonly revoke: (revocation: Revocation) => void
+  /**
+   * The node was deaf for a while (its LISTEN connection died and was reopened): wake-ups and
+   * revocations announced meanwhile were missed. Re-check what depends on them.
+   */
+  readonly resync?: (() => void) | undefined
 }
 
 export interface NotifierService {
@@ -49,6 +58,9 @@ const makeLocal = () => {
     deliverRevoke: (revocation: Revocation) => {
       for (const l of listeners) l.revoke(revocation)
     },
+    deliverResync: () => {
+      for (const l of listeners) l.resync?.()
+    },
     listen: (listener: Listener) =>
       Effect.acquireRelease(Effect.sync(() => listeners.add(listener)), () => Effect.sync(() => listeners.delete(listener))).pipe(Effect.asVoid)
   }
@@ -69,11 +81,23 @@ export const REVOKE_CHANNEL = "khala_revoke"
 /** NOTIFY payloads must stay under 8000 bytes. */
 const MAX_PAYLOAD = 7_500
 
+export interface PostgresOptions {
+  /** How often the node checks its LISTEN connection by notifying itself (default 5 s). */
+  readonly probeIntervalMs?: number | undefined
+  /** How long without its own probe coming back before the LISTEN connection is reopened (default 15 s). */
+  readonly probeTimeoutMs?: number | undefined
+}
+
 /**
  * Several nodes on one Postgres: local listeners are called at once, other nodes through
  * NOTIFY on `khala_wake` / `khala_revoke` (payload: sender node id, then one topic per line).
+ *
+ * A LISTEN connection can die without a word (the driver swallows its errors): the node notifies
+ * itself every `probeIntervalMs` (an empty wake-up), and when its own probe has not come back for
+ * `probeTimeoutMs` it reopens the LISTEN streams and tells its listeners to `resync` (wake-ups
+ * missed meanwhile are caught by the hubs' head poll; revocations by re-checking live sessions).
  */
-export const layerPostgres: Layer.Layer<Notifier, never, SqlNotify.SqlNotify> = Layer.scoped(
+export const layerPostgresWith = (options: PostgresOptions = {}): Layer.Layer<Notifier, never, SqlNotify.SqlNotify> => Layer.scoped(
   Notifier,
   Effect.gen(function*() {
     const sql = yield* SqlNotify.SqlNotify
@@ -110,33 +134,60 @@ export const layerPostgres: Layer.Layer<Notifier, never, SqlNotify.SqlNotify> = 
       const lines = payload.split("\n")
       return { sender: lines[0] ?? "", items: lines.slice(1).filter((l) => l.length > 0) }
     }
-    yield* sql.listen(WAKE_CHANNEL).pipe(
-      Stream.runForEach((payload) =>
-        Effect.sync(() => {
-          const { items, sender } = parse(payload)
-          if (sender !== nodeId && items.length > 0) local.deliverWake(items)
-        })
-      ),
-      Effect.catchAllCause((cause) => Effect.logError("khala notifier: LISTEN khala_wake ended; relying on head polling", cause)),
-      Effect.forkScoped
-    )
-    yield* sql.listen(REVOKE_CHANNEL).pipe(
-      Stream.runForEach((payload) =>
-        Effect.sync(() => {
-          const { items, sender } = parse(payload)
-          if (sender === nodeId || items[0] === undefined) return
-          try {
-            local.deliverRevoke(JSON.parse(items[0]) as Revocation)
-          } catch {
-            // not ours
-          }
-        })
-      ),
-      Effect.catchAllCause((cause) => Effect.logError("khala notifier: LISTEN khala_revoke ended", cause)),
-      Effect.forkScoped
-    )
-    // LISTEN is asynchronous: give it a moment so that a caller's first NOTIFY is not missed.
-    yield* Effect.sleep("100 millis")
+    let lastProbeSeen = Date.now()
+    const listenAll = Effect.gen(function*() {
+      yield* sql.listen(WAKE_CHANNEL).pipe(
+        Stream.runForEach((payload) =>
+          Effect.sync(() => {
+            const { items, sender } = parse(payload)
+            if (sender === nodeId) {
+              if (items.length === 0) lastProbeSeen = Date.now() // our own probe: the connection is alive
+              return
+            }
+            if (items.length > 0) local.deliverWake(items)
+          })
+        ),
+        Effect.catchAllCause((cause) => Effect.logError("khala notifier: LISTEN khala_wake ended; relying on head polling", cause)),
+        Effect.forkScoped
+      )
+      yield* sql.listen(REVOKE_CHANNEL).pipe(
+        Stream.runForEach((payload) =>
+          Effect.sync(() => {
+            const { items, sender } = parse(payload)
+            if (sender === nodeId || items[0] === undefined) return
+            try {
+              local.deliverRevoke(JSON.parse(items[0]) as Revocation)
+            } catch {
+              // not ours
+            }
+          })
+        ),
+        Effect.catchAllCause((cause) => Effect.logError("khala notifier: LISTEN khala_revoke ended", cause)),
+        Effect.forkScoped
+      )
+      // LISTEN is asynchronous: give it a moment so that a caller's first NOTIFY is not missed.
+      yield* Effect.sleep("100 millis")
+    })
+
+    // The LISTEN streams live in a scope of their own, so that they can be reopened.
+    const layerScope = yield* Effect.scope
+    let listening = yield* Scope.fork(layerScope, ExecutionStrategy.sequential)
+    yield* Scope.extend(listenAll, listening)
+    const probeIntervalMs = options.probeIntervalMs ?? 5_000
+    const probeTimeoutMs = options.probeTimeoutMs ?? 15_000
+    const probe = Effect.gen(function*() {
+      yield* sql.notify(WAKE_CHANNEL, `${nodeId}\n`).pipe(Effect.catchAllCause((cause) => Effect.logWarning("khala notifier: probe NOTIFY failed", cause)))
+      const silentMs = Date.now() - lastProbeSeen
+      if (silentMs <= probeTimeoutMs) return
+      yield* Effect.logWarning(`khala notifier: no notification for ${silentMs} ms (own probes included); reopening LISTEN`)
+      // Closing interrupts the streams; a dead connection's UNLISTEN may fail or hang: bounded.
+      yield* Scope.close(listening, Exit.void).pipe(Effect.timeout("3 seconds"), Effect.catchAllCause(() => Effect.void))
+      listening = yield* Scope.fork(layerScope, ExecutionStrategy.sequential)
+      yield* Scope.extend(listenAll, listening)
+      lastProbeSeen = Date.now()
+      local.deliverResync()
+    })
+    yield* probe.pipe(Effect.repeat(Schedule.spaced(`${probeIntervalMs} millis`)), Effect.forkScoped)
 
     return {
       wake: (topics) =>
@@ -161,3 +212,6 @@ export const layerPostgres: Layer.Layer<Notifier, never, SqlNotify.SqlNotify> = 
     }
   })
 )
+
+/** `layerPostgresWith` with the default probe timings. */
+export const layerPostgres: Layer.Layer<Notifier, never, SqlNotify.SqlNotify> = layerPostgresWith()

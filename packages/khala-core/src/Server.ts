@@ -667,7 +667,21 @@ export const make = (
         }
       }
     }
-    yield* notifier.listen({ wake: (topics) => hub.wake(topics), revoke: onRevoke })
+    // After a deaf spell (the node's LISTEN connection was reopened): commits announced meanwhile
+    // are found by an immediate head poll, and revocations by checking every live session against
+    // the durable record (a device revoked meanwhile is not in it: it is refused at the session's
+    // next refresh only if announced again).
+    const onResync = () => {
+      runEffect(hub.poll)
+      for (const c of conns) {
+        const principal = c.session.principal
+        if (principal === undefined) continue
+        runEffect(Effect.map(revocations.check(principal), (verdict) => {
+          if (verdict !== undefined && verdict !== "unknown") dispatch(c, { _tag: "Revoked", reason: verdict, now: Date.now() })
+        }))
+      }
+    }
+    yield* notifier.listen({ wake: (topics) => hub.wake(topics), revoke: onRevoke, resync: onResync })
 
     // ---------------------------------------------------------------------------------------
     // Transport

@@ -176,4 +176,51 @@ describe.runIf(adminUrl !== undefined)("several nodes on one Postgres", () => {
       await keeper.dispose()
     }
   }, 60_000)
+
+  it("a node whose LISTEN connection dies notices (its own probes stop coming back), reopens it, and catches up: commits and revocations announced meanwhile reach its sockets", async () => {
+    const database = SqlTesting.freshPostgres(adminUrl!)
+    const keeper = ManagedRuntime.make(database.layer)
+    await keeper.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT 1`))
+    const sqlLayer = () => Layer.provideMerge(SqlNotify.layer, PgClient.layer({ url: Redacted.make(database.url), maxConnections: 5 }))
+    // The durable revocation record both nodes consult (the runtime's revoked-sessions table).
+    const durablyRevoked = new Set<string>()
+    const node = (notifier: typeof Notifier.layerPostgres) => {
+      const sql = sqlLayer()
+      return start({
+        transport: WsTransport.transport,
+        storage: SqlStorage.layerStorage.pipe(Layer.provide(sql)),
+        notifier: notifier.pipe(Layer.provide(sql)),
+        server: { pollIntervalMs: 600_000, tickMs: 50, sessionRevoked: (id) => Effect.sync(() => durablyRevoked.has(id)) }
+      })
+    }
+    const a = await node(Notifier.layerPostgres)
+    const b = await node(Notifier.layerPostgresWith({ probeIntervalMs: 100, probeTimeoutMs: 600 }))
+    try {
+      const topic = "runtime.run_summaries:user:deaf"
+      const kept = await TestClient.connect(b.url)
+      await kept.hello(await tokenFor("deaf", { oa_session_id: "sess_kept" }))
+      await kept.subscribe([topic])
+      await kept.next((f) => f.kind === FrameKind.UPDATE_BATCH && f.message.replayComplete)
+      const doomed = await TestClient.connect(b.url)
+      await doomed.hello(await tokenFor("deaf", { oa_session_id: "sess_doomed" }))
+      // Every LISTEN connection on the database dies without a word to its client.
+      await keeper.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()`))
+      // While B is deaf: a commit and a revocation through A.
+      await a.publish(topic, [{ docKey: "x", docVersion: 1, payload: { during: "deafness" } }])
+      durablyRevoked.add("sess_doomed")
+      await a.run(a.server.revoke({ sessionIds: ["sess_doomed"], deviceIds: [], reason: "admin_revoked" }))
+      // B notices within its probe timeout, reopens LISTEN, polls and re-checks its sessions.
+      await kept.until(topic, 1n, 10_000)
+      expect((await doomed.closed).code).toBe(4501)
+      // And it hears new announcements again (the head poll is 10 minutes away).
+      await a.publish(topic, [{ docKey: "x", docVersion: 2, payload: { after: "reopen" } }])
+      await kept.until(topic, 2n, 5_000)
+      await kept.close()
+    } finally {
+      await a.dispose()
+      await b.dispose()
+      await keeper.dispose()
+    }
+  }, 60_000)
 })
