@@ -49,6 +49,26 @@ for (const engine of SqlTesting.engines()) {
           expect(yield* SqlStorage.migrate).toEqual([])
         }))
 
+      it.effect("gives the journal a new epoch when the database comes back on another cluster or timeline (a restore, a failover), once", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const journal = yield* Journal.Journal
+          const [before] = yield* sql<{ epoch: string; cluster: string | null }>`SELECT epoch, cluster FROM runtime.sync_journal_meta`
+          expect(before!.epoch).toBe(journal.epoch)
+          expect(before!.cluster).toMatch(/^\d+:\d+$/)
+          // The recorded cluster is not this one: the data came from elsewhere.
+          yield* sql`UPDATE runtime.sync_journal_meta SET cluster = '1:1'`
+          const restored = yield* SqlStorage.make
+          expect(restored.epoch).not.toBe(journal.epoch)
+          expect(restored.epoch).toMatch(/^ep_[0-9a-f]{32}$/)
+          // Renewed once: the next start keeps it.
+          expect((yield* SqlStorage.make).epoch).toBe(restored.epoch)
+          // A journal from before migration 0002 (no cluster recorded) keeps its epoch.
+          yield* sql`UPDATE runtime.sync_journal_meta SET cluster = NULL`
+          expect((yield* SqlStorage.make).epoch).toBe(restored.epoch)
+          yield* sql`UPDATE runtime.sync_journal_meta SET epoch = ${before!.epoch}, cluster = ${before!.cluster}`
+        }))
+
       it.effect("reads each payload's UTF-8 right even when a row's payload_bytes is wrong", () =>
         Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient

@@ -25,7 +25,8 @@ export const migrations = {
       CREATE SCHEMA IF NOT EXISTS runtime;
 
       -- One row: the journal epoch, fixed when the journal is created. Watermarks are only
-      -- meaningful together with it (a restored or recreated database gets a new epoch).
+      -- meaningful together with it (a recreated database gets a new epoch; a restored one too,
+      -- through the cluster column of 0002).
       CREATE TABLE runtime.sync_journal_meta (
         singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
         epoch text NOT NULL,
@@ -81,5 +82,11 @@ export const migrations = {
       );
       CREATE INDEX khala_projection_checkpoints_seq_idx ON runtime.khala_projection_checkpoints (projection_name, last_runtime_seq);
       CREATE INDEX khala_projection_checkpoints_document_idx ON runtime.khala_projection_checkpoints (document_id);
-    `))
+    `)),
+
+  // The database cluster the epoch belongs to: "<system identifier>:<timeline>". A restore into
+  // another cluster (pg_dump into a new one, a PITR or a promoted replica: a new timeline) changes
+  // it, and the storage then gives the journal a new epoch (storage/sql.ts).
+  "0002_khala_journal_cluster": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe(`ALTER TABLE runtime.sync_journal_meta ADD COLUMN cluster text;`))
 }

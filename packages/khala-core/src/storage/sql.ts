@@ -162,8 +162,39 @@ const columns = (entries: ReadonlyArray<PreparedEntry>) => ({
   bytes: entries.map((e) => e.payloadBytes)
 })
 
+/**
+ * A journal restored into another cluster, or onto another timeline (PITR, a promoted replica:
+ * commits after the backup or the replication point are gone, and their watermarks will be
+ * allocated again to other events), gets a new epoch, so that every cursor a client holds of the old
+ * history is refused as epoch_mismatch instead of resuming past events it never saw. The cluster
+ * is the Postgres system identifier and timeline, compared with the one recorded; the first start
+ * after migration 0002 records it without renewing. Run at every storage start (several nodes:
+ * the row lock lets one renew). A restore of a logical dump into the same cluster is not visible
+ * here: renew by hand (docs/sync/JOURNAL.md).
+ */
+export const renewEpochIfRestored: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const [current] = yield* sql<{ cluster: string }>`SELECT (SELECT system_identifier::text FROM pg_control_system()) || ':' ||
+    (SELECT timeline_id::text FROM pg_control_checkpoint()) AS cluster`
+  if (current?.cluster == null) return
+  yield* sql.withTransaction(Effect.gen(function*() {
+    const [meta] = yield* sql<{ epoch: string; cluster: string | null }>`SELECT epoch, cluster FROM runtime.sync_journal_meta FOR UPDATE`
+    if (meta === undefined || meta.cluster === current.cluster) return
+    if (meta.cluster === null) {
+      yield* sql`UPDATE runtime.sync_journal_meta SET cluster = ${current.cluster}`
+      return
+    }
+    yield* sql`UPDATE runtime.sync_journal_meta SET epoch = 'ep_' || replace(gen_random_uuid()::text, '-', ''), cluster = ${current.cluster}`
+    yield* Effect.logWarning(
+      `khala journal: the database now runs on cluster ${current.cluster}, not ${meta.cluster} (a restore or a failover): ` +
+        `new journal epoch; every client resyncs its topics from snapshots`
+    )
+  }))
+})
+
 export const make: Effect.Effect<KhalaStorageService, SqlError, SqlClient.SqlClient> = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
+  yield* renewEpochIfRestored
   const [meta] = yield* sql<{ epoch: string }>`SELECT epoch FROM runtime.sync_journal_meta`
   if (meta === undefined) return yield* Effect.dieMessage("runtime.sync_journal_meta is empty: run the Khala migrations")
   const readModel = (table: string) => sql(`runtime.${table}`)
