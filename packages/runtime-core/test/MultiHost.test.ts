@@ -65,9 +65,16 @@ describe.skipIf(admin === undefined)("two runtime hosts on one Postgres", () => 
     expect(revoke.status).toBe(200)
     expect(JSON.parse((await pending).events.at(-1)!.data).code).toBe("reauth_required")
     expect((await socket.closed).reason).toContain("reauth_required")
+    const syncToken = await TestServer.token("ivan", { oa_session_id: "sess_ivan_mh" })
+    const khalaSnapshot = (host: typeof a) =>
+      fetch(`${host.baseUrl}/sync/v1/snapshot/${encodeURIComponent(Projection.runTopic("ivan"))}`, { headers: { authorization: `Bearer ${syncToken}` } })
     for (const host of [a, b]) {
       const refused = await host.bearer("GET", "/internal/v1/runs/mh-rev/snapshot", token)
       expect(((await refused.json()) as any).error.details.reason).toBe("session_revoked")
+      // Khala's snapshot endpoint too (the node's Revocations, shared with its WebSocket server).
+      const snapshot = await khalaSnapshot(host)
+      expect(snapshot.status).toBe(401)
+      expect(((await snapshot.json()) as any).error.code).toBe("reauth_required")
     }
     // A host that starts after the revocation missed the broadcast; it refuses the session's
     // sync tokens from the table at hello.
@@ -76,6 +83,7 @@ describe.skipIf(admin === undefined)("two runtime hosts on one Postgres", () => 
       const lateSocket = await TestClient.connect(late.khalaUrl)
       await lateSocket.hello(await TestServer.token("ivan", { oa_session_id: "sess_ivan_mh" }))
       expect((await lateSocket.closed).reason).toContain("reauth_required")
+      expect((await khalaSnapshot(late)).status).toBe(401)
       const fresh = await TestClient.connect(late.khalaUrl)
       await fresh.hello(await TestServer.token("ivan", { oa_session_id: "sess_ivan_other" }))
       expect((await fresh.subscribe([Projection.runTopic("ivan")], "ok")).kind).toBe(FrameKind.SUBSCRIBED)
