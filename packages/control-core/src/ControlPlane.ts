@@ -278,6 +278,7 @@ export const make = Effect.gen(function*() {
           lastReconcileStatus: undefined,
           lastReconcileError: undefined,
           lastReconciledAtMs: undefined,
+          lastReconcileStartedAtMs: undefined,
           lastReconcileDiagnostics: [],
           createdAtMs: now,
           updatedAtMs: now,
@@ -333,12 +334,16 @@ export const make = Effect.gen(function*() {
         // paywalls; each owner sees it), with the diagnostics that name that paywall. A pending
         // intent changes no status: it is not an outcome.
         const paywallIds = [...new Set([...(p.paywallId !== undefined ? [p.paywallId] : []), ...(p.paywallIds ?? [])])]
+        // Outcomes are ordered by when their reconcile started, clamped to our clock: a writer
+        // whose clock runs ahead cannot pin a paywall's status into the future.
+        const startedAtMs = Math.min(p.reconcileStartedAtMs ?? now, now)
         const reconciled: ReadonlyArray<ReconcileStatus> = p.status === "pending" ? [] : paywallIds.map((paywallId) => ({
           paywallId,
           status: p.status,
           error: p.failureCode,
           diagnostics: diagnostics.filter((d) => d.paywallId === paywallId),
-          atMs: now
+          atMs: now,
+          startedAtMs
         }))
         const deployment = yield* storage.upsertDeployment({
           deploymentId: p.deploymentId ?? `dep_${uuid7Hex(now)}`,
@@ -354,6 +359,7 @@ export const make = Effect.gen(function*() {
           ...withDefined("requestId", p.requestId),
           ...withDefined("metadata", p.metadata),
           paywallIds: p.paywallIds ?? [],
+          reconcileStartedAtMs: startedAtMs,
           createdAtMs: now,
           updatedAtMs: now
         } as Parameters<typeof storage.upsertDeployment>[0], reconciled)

@@ -185,7 +185,9 @@ export const DeploymentIntent = Schema.Struct({
   createdAtMs: TimestampMs,
   updatedAtMs: TimestampMs,
   /** Every paywall the deployment serves (paywallId, the first route's, among them); empty for one paywall's own intent. */
-  paywallIds: Schema.Array(Schema.String)
+  paywallIds: Schema.Array(Schema.String),
+  /** When the reconcile that wrote the intent started, as control ordered it (see RecordCompileIntentPayload). */
+  reconcileStartedAtMs: opt(TimestampMs)
 })
 export type DeploymentIntent = typeof DeploymentIntent.Type
 
@@ -361,7 +363,13 @@ export const RecordCompileIntentPayload = Schema.Struct({
    * and diagnostics become the last reconcile status of each of them (and of paywallId), in the
    * same transaction as the intent.
    */
-  paywallIds: optIn(Schema.Array(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(180))).pipe(Schema.maxItems(10_000)))
+  paywallIds: optIn(Schema.Array(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(180))).pipe(Schema.maxItems(10_000))),
+  /**
+   * When the reconcile started (the writer's clock; clamped to control's time). A paywall keeps the
+   * outcome of a reconcile that started later: a late report of an older reconcile does not
+   * replace it. Absent: the time control receives the intent.
+   */
+  reconcileStartedAtMs: optIn(TimestampMs)
 })
 export type RecordCompileIntentPayload = typeof RecordCompileIntentPayload.Type
 

@@ -221,6 +221,8 @@ export interface PaywallRow {
   readonly lastReconcileStatus: string | undefined
   readonly lastReconcileError: string | undefined
   readonly lastReconciledAtMs: number | undefined
+  /** When the reconcile whose outcome this is started: an outcome of an earlier one is not taken. */
+  readonly lastReconcileStartedAtMs: number | undefined
   /** The diagnostics of the last reconcile that name this paywall (why it was left out). */
   readonly lastReconcileDiagnostics: ReadonlyArray<CompileDiagnostic>
   readonly createdAtMs: number
@@ -240,6 +242,8 @@ export interface ReconcileStatus {
   readonly error: string | undefined
   readonly diagnostics: ReadonlyArray<CompileDiagnostic>
   readonly atMs: number
+  /** When the reconcile started: a paywall holding the outcome of a later-started one keeps it. */
+  readonly startedAtMs: number
 }
 
 export interface InvoiceOutcome {

@@ -141,6 +141,41 @@ const opsSuite = (name: string, storage: Layer.Layer<any, unknown>, concurrent: 
           expect(snapshot.paywalls.find((p) => p.paywallId === a.id)?.lastReconcileDiagnostics).toBeUndefined()
         }))
 
+      it.effect("a paywall keeps the outcome of the reconcile that started last; a start time ahead of control's clock is clamped to it", () =>
+        Effect.gen(function*() {
+          const owner = yield* signInNative("autopilot-ios")
+          const pw = (yield* call("POST", "/api/l402/paywalls", { body: paywallBody(), headers: bearer(owner.body.token) })).body.data
+          const view = Effect.map(call("GET", `/api/l402/paywalls/${pw.id}`, { headers: bearer(owner.body.token) }), (r) => r.body.data)
+          const record = (status: "applied" | "failed", reconcileStartedAtMs: number) =>
+            withOps((ops) =>
+              ops.recordGatewayCompileIntent({
+                deploymentId: `dep_reconcile_${id("req")}`,
+                configHash: `cfg_${status}`,
+                status,
+                ...(status === "failed" ? { failureCode: "health_check_failed" as const } : {}),
+                paywallIds: [pw.id],
+                reconcileStartedAtMs
+              }))
+          const t = Date.now()
+          // Run B (started at t - 1 s) finishes first; run A (started at t - 2 s) reports its failure late.
+          expect((yield* record("applied", t - 1000)).deployment.reconcileStartedAtMs).toBe(t - 1000)
+          yield* record("failed", t - 2000)
+          expect(yield* view).toMatchObject({ lastReconcileStatus: "applied" })
+          expect((yield* view).lastReconcileError).toBeUndefined()
+          // A writer whose clock runs a day ahead: its start is taken as control's time of receipt,
+          // so the next run of an honest clock is not locked out for a day.
+          const ahead = yield* record("failed", t + 86_400_000)
+          expect(ahead.deployment.reconcileStartedAtMs).toBeLessThanOrEqual(Date.now())
+          expect(yield* view).toMatchObject({ lastReconcileStatus: "failed", lastReconcileError: "health_check_failed" })
+          yield* Effect.sleep("2 millis")
+          yield* record("applied", Date.now())
+          expect(yield* view).toMatchObject({ lastReconcileStatus: "applied" })
+          // Without a start time (an older writer), the time of receipt orders it.
+          yield* Effect.sleep("2 millis")
+          yield* withOps((ops) => ops.recordGatewayCompileIntent({ deploymentId: `dep_reconcile_${id("req")}`, configHash: "cfg_old_writer", status: "failed", failureCode: "deploy_apply_failed", paywallIds: [pw.id] }))
+          expect(yield* view).toMatchObject({ lastReconcileStatus: "failed", lastReconcileError: "deploy_apply_failed" })
+        }))
+
       it.effect("applies invoice lifecycle updates monotonically", () =>
         Effect.gen(function*() {
           const invoiceId = id("inv")

@@ -68,6 +68,7 @@ const paywall = (ownerUserId: string, over: Partial<Storage.PaywallRow> = {}): S
   lastReconcileStatus: undefined,
   lastReconcileError: undefined,
   lastReconciledAtMs: undefined,
+  lastReconcileStartedAtMs: undefined,
   lastReconcileDiagnostics: [],
   createdAtMs: NOW,
   updatedAtMs: NOW,
@@ -267,21 +268,58 @@ export const storageSuite = (
           const intent = { deploymentId, paywallId: a!.id, configHash: "cfg_1", status: "applied" as const, diagnostics: [], createdAtMs: NOW, updatedAtMs: NOW + 20, paywallIds: [a!.id, b!.id] }
           const diagnostic = { code: "duplicate_route" as const, severity: "error" as const, message: "held by another paywall", paywallId: c!.id, relatedPaywallId: a!.id }
           const stored = yield* l402.upsertDeployment(intent, [
-            { paywallId: a!.id, status: "applied", error: undefined, diagnostics: [], atMs: NOW + 20 },
-            { paywallId: b!.id, status: "applied", error: undefined, diagnostics: [], atMs: NOW + 20 },
-            { paywallId: c!.id, status: "failed", error: "compile_validation_failed", diagnostics: [diagnostic], atMs: NOW + 20 },
-            { paywallId: "pw_unknown", status: "applied", error: undefined, diagnostics: [], atMs: NOW + 20 }
+            { paywallId: a!.id, status: "applied", error: undefined, diagnostics: [], atMs: NOW + 20, startedAtMs: NOW + 20 },
+            { paywallId: b!.id, status: "applied", error: undefined, diagnostics: [], atMs: NOW + 20, startedAtMs: NOW + 20 },
+            { paywallId: c!.id, status: "failed", error: "compile_validation_failed", diagnostics: [diagnostic], atMs: NOW + 20, startedAtMs: NOW + 20 },
+            { paywallId: "pw_unknown", status: "applied", error: undefined, diagnostics: [], atMs: NOW + 20, startedAtMs: NOW + 20 }
           ])
           expect(stored).toMatchObject({ deploymentId, paywallIds: [a!.id, b!.id] })
           for (const p of [a!, b!]) expect(yield* l402.findPaywall(p.id)).toMatchObject({ lastReconcileStatus: "applied", lastReconcileError: undefined, lastReconcileDiagnostics: [], lastReconciledAtMs: NOW + 20 })
           expect(yield* l402.findPaywall(c!.id)).toMatchObject({ lastReconcileStatus: "failed", lastReconcileError: "compile_validation_failed", lastReconcileDiagnostics: [diagnostic] })
           // A later outcome replaces the whole status, diagnostics included.
-          yield* l402.upsertDeployment({ ...intent, status: "rolled_back", updatedAtMs: NOW + 30 }, [{ paywallId: c!.id, status: "rolled_back", error: "health_check_failed", diagnostics: [], atMs: NOW + 30 }])
+          yield* l402.upsertDeployment({ ...intent, status: "rolled_back", updatedAtMs: NOW + 30 }, [{ paywallId: c!.id, status: "rolled_back", error: "health_check_failed", diagnostics: [], atMs: NOW + 30, startedAtMs: NOW + 30 }])
           expect(yield* l402.findPaywall(c!.id)).toMatchObject({ lastReconcileStatus: "rolled_back", lastReconcileError: "health_check_failed", lastReconcileDiagnostics: [] })
           // A user's edit keeps the reconcile status (it is control-plane state, not the owner's).
           const edited = yield* l402.updatePaywall(c!.id, (p) => Effect.succeed({ ...p, name: "renamed" }))
           expect(edited).toMatchObject({ name: "renamed", lastReconcileStatus: "rolled_back" })
           expect(yield* l402.findPaywall(c!.id)).toEqual(edited)
+        }))
+
+      it.effect("a paywall keeps the outcome of the reconcile that started last: a late report of an older one does not replace it", () =>
+        Effect.gen(function*() {
+          const auth = yield* Storage.AuthStorage
+          const l402 = yield* Storage.L402Storage
+          const { user } = yield* auth.upsertUser(userInput())
+          const [a, b] = [paywall(user.id), paywall(user.id)]
+          for (const p of [a, b]) yield* l402.insertPaywall(p)
+          const intent = (n: number, status: "applied" | "failed", startedAtMs: number) => ({
+            deploymentId: id("dep_reconcile"),
+            configHash: `cfg_${n}`,
+            status,
+            diagnostics: [],
+            createdAtMs: NOW + n,
+            updatedAtMs: NOW + n,
+            paywallIds: [a.id, b.id],
+            reconcileStartedAtMs: startedAtMs
+          })
+          const outcome = (paywallId: string, status: string, atMs: number, startedAtMs: number) => ({
+            paywallId,
+            status,
+            error: status === "failed" ? "health_check_failed" : undefined,
+            diagnostics: [],
+            atMs,
+            startedAtMs
+          })
+          // The newer reconcile (started at +200) reports first; the older one (+100) reports later.
+          yield* l402.upsertDeployment(intent(1, "applied", NOW + 200), [outcome(a.id, "applied", NOW + 300, NOW + 200), outcome(b.id, "applied", NOW + 300, NOW + 200)])
+          const late = yield* l402.upsertDeployment(intent(2, "failed", NOW + 100), [outcome(a.id, "failed", NOW + 400, NOW + 100)])
+          expect(late).toMatchObject({ status: "failed", reconcileStartedAtMs: NOW + 100 })
+          expect(yield* l402.findPaywall(a.id)).toMatchObject({ lastReconcileStatus: "applied", lastReconcileError: undefined, lastReconciledAtMs: NOW + 300, lastReconcileStartedAtMs: NOW + 200 })
+          // The same reconcile reporting again (equal start) and a later one do replace it.
+          yield* l402.upsertDeployment(intent(3, "failed", NOW + 200), [outcome(a.id, "failed", NOW + 500, NOW + 200)])
+          expect(yield* l402.findPaywall(a.id)).toMatchObject({ lastReconcileStatus: "failed", lastReconcileError: "health_check_failed", lastReconciledAtMs: NOW + 500 })
+          yield* l402.upsertDeployment(intent(4, "applied", NOW + 250), [outcome(a.id, "applied", NOW + 600, NOW + 250), outcome(b.id, "applied", NOW + 600, NOW + 250)])
+          for (const p of [a, b]) expect(yield* l402.findPaywall(p.id)).toMatchObject({ lastReconcileStatus: "applied", lastReconciledAtMs: NOW + 600, lastReconcileStartedAtMs: NOW + 250 })
         }))
 
       if (name !== "memory") {
@@ -296,8 +334,8 @@ export const storageSuite = (
             const intent = { deploymentId, configHash: "cfg_1", status: "applied" as const, diagnostics: [], createdAtMs: NOW, updatedAtMs: NOW, paywallIds: [a.id, b.id] }
             // The second paywall's status does not fit its column: nothing of the write may remain.
             const failed = yield* Effect.either(l402.upsertDeployment(intent, [
-              { paywallId: a.id, status: "applied", error: undefined, diagnostics: [], atMs: NOW },
-              { paywallId: b.id, status: "x".repeat(64), error: undefined, diagnostics: [], atMs: NOW }
+              { paywallId: a.id, status: "applied", error: undefined, diagnostics: [], atMs: NOW, startedAtMs: NOW },
+              { paywallId: b.id, status: "x".repeat(64), error: undefined, diagnostics: [], atMs: NOW, startedAtMs: NOW }
             ]))
             expect(failed._tag).toBe("Left")
             expect(yield* l402.findPaywall(a.id)).toMatchObject({ lastReconcileStatus: undefined, lastReconciledAtMs: undefined })

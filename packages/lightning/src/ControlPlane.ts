@@ -122,6 +122,11 @@ export interface DeploymentIntent {
    * non-pending intent's outcome as the reconcile status of each, so every owner sees it.
    */
   readonly paywallIds?: ReadonlyArray<string> | undefined
+  /**
+   * When the reconcile started, before it read control's state. Control orders outcomes by it: a
+   * paywall keeps the status of the reconcile that started last, however late an older one reports.
+   */
+  readonly reconcileStartedAtMs?: number | undefined
 }
 
 export type EventLevel = "info" | "warn" | "error"

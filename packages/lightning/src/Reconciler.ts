@@ -173,8 +173,11 @@ export const reconcile = (options: ReconcileOptions = {}) =>
     const requestId = options.requestId ?? `req_${crypto.randomUUID().replace(/-/g, "").slice(0, 20)}`
     const executionPath = options.executionPath ?? "hosted-node"
     const now = Effect.map(Clock.currentTimeMillis, Number)
+    // Read before control's state: control keeps, per paywall, the outcome of the reconcile that
+    // started last, so this run's late report cannot replace a newer run's outcome.
+    const reconcileStartedAtMs = yield* now
     const recordIntent = (intent: DeploymentIntent) =>
-      cp.recordDeploymentIntent({ ...intent, requestId }).pipe(
+      cp.recordDeploymentIntent({ ...intent, requestId, reconcileStartedAtMs }).pipe(
         Effect.mapError((e) => new ReconcileError({ code: "control_plane_unavailable", message: `recording intent ${intent.deploymentId}: ${e.message}` }))
       )
     const event = (at: { paywallId: string; ownerId: string } | undefined, eventType: string, level: EventLevel, deploymentId: string | undefined, configHash: string | undefined, metadata: Record<string, unknown> = {}) =>

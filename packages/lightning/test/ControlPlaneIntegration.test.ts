@@ -299,6 +299,9 @@ for (const [storageName, storage] of storages) {
           [outcome.deploymentId, "pending", compiled.configHash],
           [outcome.deploymentId, "applied", compiled.configHash]
         ])
+        // Control keeps the run's start (read before the run read control's state) with each intent.
+        expect(intents[1].reconcileStartedAtMs).toBe(intents[0].reconcileStartedAtMs)
+        expect(intents[0].reconcileStartedAtMs).toBeLessThanOrEqual(intents[0].createdAtMs)
         expect(intents[1]).toMatchObject({
           paywallId: paywall.id,
           ownerId: paywall.ownerId,

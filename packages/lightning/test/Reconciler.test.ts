@@ -97,6 +97,10 @@ describe("reconciler", () => {
       expect(outcome).toMatchObject({ status: "applied", routes: 1, diagnostics: [expect.objectContaining({ code: "price_not_whole_sats", paywallId: "pw_bad" })] })
       expect((yield* gateway.current)?.routes.map((r) => r.paywallId)).toEqual(["pw_a"])
       const left = cp.intents().find((i) => i.paywallId === "pw_bad")!
+      // Every intent of one run carries the run's start time (control orders outcomes by it).
+      const started = new Set(cp.intentHistory().map((i) => i.reconcileStartedAtMs))
+      expect(started.size).toBe(1)
+      expect([...started][0]).toEqual(expect.any(Number))
       expect(left).toMatchObject({ status: "failed", failureCode: "compile_validation_failed", ownerId: "owner_2", deploymentId: expect.stringMatching(/^dep_paywall_[0-9a-f]{24}$/) })
       expect((left.diagnostics as Array<{ code: string }>).map((d) => d.code)).toEqual(["price_not_whole_sats"])
       // A rerun updates the same record (stable id while the paywall is unchanged).

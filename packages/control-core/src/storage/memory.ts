@@ -259,8 +259,15 @@ export const make = Effect.gen(function*() {
         state.deployments.set(d.deploymentId, next)
         for (const r of reconciled) {
           const p = state.paywalls.get(r.paywallId)
-          if (p !== undefined) {
-            state.paywalls.set(r.paywallId, { ...p, lastReconcileStatus: r.status, lastReconcileError: r.error, lastReconcileDiagnostics: r.diagnostics, lastReconciledAtMs: r.atMs })
+          if (p !== undefined && (p.lastReconcileStartedAtMs === undefined || p.lastReconcileStartedAtMs <= r.startedAtMs)) {
+            state.paywalls.set(r.paywallId, {
+              ...p,
+              lastReconcileStatus: r.status,
+              lastReconcileError: r.error,
+              lastReconcileDiagnostics: r.diagnostics,
+              lastReconciledAtMs: r.atMs,
+              lastReconcileStartedAtMs: r.startedAtMs
+            })
           }
         }
         return next

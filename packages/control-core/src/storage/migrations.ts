@@ -230,5 +230,14 @@ export const migrations = {
         used_at_ms bigint NOT NULL
       );
       CREATE INDEX rate_limit_logs_used_idx ON control.rate_limit_logs (used_at_ms);
+    `)),
+
+  // Reconcile outcomes ordered by when their reconcile started, so a late report of an older
+  // reconcile does not overwrite a paywall's newer status. Existing statuses have no start time
+  // and give way to the next outcome.
+  "0005_control_l402_reconcile_started_at": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe(`
+      ALTER TABLE control.l402_paywalls ADD COLUMN last_reconcile_started_at_ms bigint;
+      ALTER TABLE control.l402_control_plane_deployments ADD COLUMN reconcile_started_at_ms bigint;
     `))
 }

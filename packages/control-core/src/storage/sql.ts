@@ -142,6 +142,7 @@ const toPaywall = (r: Row): PaywallRow => ({
   lastReconcileStatus: str(r.last_reconcile_status),
   lastReconcileError: str(r.last_reconcile_error),
   lastReconciledAtMs: num(r.last_reconciled_at_ms),
+  lastReconcileStartedAtMs: num(r.last_reconcile_started_at_ms),
   lastReconcileDiagnostics: (r.last_reconcile_diagnostics ?? []) as ReadonlyArray<CompileDiagnostic>,
   createdAtMs: Number(r.created_at_ms),
   updatedAtMs: Number(r.updated_at_ms),
@@ -164,7 +165,8 @@ const toDeployment = (r: Row): DeploymentIntent =>
     metadata: r.metadata ?? undefined,
     createdAtMs: Number(r.created_at_ms),
     updatedAtMs: Number(r.updated_at_ms),
-    paywallIds: (r.paywall_ids ?? []) as ReadonlyArray<string>
+    paywallIds: (r.paywall_ids ?? []) as ReadonlyArray<string>,
+    reconcileStartedAtMs: num(r.reconcile_started_at_ms)
   }) as DeploymentIntent
 
 const toEvent = (r: Row): GatewayEvent =>
@@ -532,6 +534,7 @@ export const makeL402: Effect.Effect<L402StorageService, never, SqlClient.SqlCli
           last_reconcile_status: nul(p.lastReconcileStatus),
           last_reconcile_error: nul(p.lastReconcileError),
           last_reconciled_at_ms: nul(p.lastReconciledAtMs),
+          last_reconcile_started_at_ms: nul(p.lastReconcileStartedAtMs),
           last_reconcile_diagnostics: JSON.stringify(p.lastReconcileDiagnostics),
           created_at_ms: p.createdAtMs,
           updated_at_ms: p.updatedAtMs,
@@ -571,6 +574,7 @@ export const makeL402: Effect.Effect<L402StorageService, never, SqlClient.SqlCli
           enabled = ${p.enabled}, meta = ${JSON.stringify(p.meta)}, updated_at_ms = ${p.updatedAtMs},
           deleted_at_ms = ${nul(p.deletedAtMs)}, last_reconcile_status = ${nul(p.lastReconcileStatus)},
           last_reconcile_error = ${nul(p.lastReconcileError)}, last_reconciled_at_ms = ${nul(p.lastReconciledAtMs)},
+          last_reconcile_started_at_ms = ${nul(p.lastReconcileStartedAtMs)},
           last_reconcile_diagnostics = ${JSON.stringify(p.lastReconcileDiagnostics)}
           WHERE id = ${id}`
         return p
@@ -593,6 +597,7 @@ export const makeL402: Effect.Effect<L402StorageService, never, SqlClient.SqlCli
             rolled_back_from: nul(d.rolledBackFrom),
             failure_code: nul(d.failureCode),
             paywall_ids: JSON.stringify(d.paywallIds),
+            reconcile_started_at_ms: nul(d.reconcileStartedAtMs),
             created_at_ms: d.createdAtMs,
             updated_at_ms: d.updatedAtMs
           })
@@ -600,7 +605,8 @@ export const makeL402: Effect.Effect<L402StorageService, never, SqlClient.SqlCli
           config_hash = EXCLUDED.config_hash, image_digest = EXCLUDED.image_digest, status = EXCLUDED.status,
           diagnostics = EXCLUDED.diagnostics, metadata = EXCLUDED.metadata, request_id = EXCLUDED.request_id,
           applied_at_ms = EXCLUDED.applied_at_ms, rolled_back_from = EXCLUDED.rolled_back_from,
-          failure_code = EXCLUDED.failure_code, paywall_ids = EXCLUDED.paywall_ids, updated_at_ms = EXCLUDED.updated_at_ms
+          failure_code = EXCLUDED.failure_code, paywall_ids = EXCLUDED.paywall_ids, updated_at_ms = EXCLUDED.updated_at_ms,
+          reconcile_started_at_ms = EXCLUDED.reconcile_started_at_ms
         RETURNING *`
         if (reconciled.length > 0) {
           // Rows locked in id order (as any other multi-row writer must), then one statement for all.
@@ -611,12 +617,14 @@ export const makeL402: Effect.Effect<L402StorageService, never, SqlClient.SqlCli
             status: r.status,
             error: r.error ?? null,
             diagnostics: r.diagnostics,
-            at_ms: r.atMs
+            at_ms: r.atMs,
+            started_at_ms: r.startedAtMs
           })))
+          // A paywall holding the outcome of a reconcile that started later keeps it.
           yield* sql`UPDATE control.l402_paywalls AS p SET last_reconcile_status = s.status, last_reconcile_error = s.error,
-            last_reconcile_diagnostics = s.diagnostics, last_reconciled_at_ms = s.at_ms
-            FROM jsonb_to_recordset(${statuses}::jsonb) AS s(paywall_id text, status text, error text, diagnostics jsonb, at_ms bigint)
-            WHERE p.id = s.paywall_id`
+            last_reconcile_diagnostics = s.diagnostics, last_reconciled_at_ms = s.at_ms, last_reconcile_started_at_ms = s.started_at_ms
+            FROM jsonb_to_recordset(${statuses}::jsonb) AS s(paywall_id text, status text, error text, diagnostics jsonb, at_ms bigint, started_at_ms bigint)
+            WHERE p.id = s.paywall_id AND (p.last_reconcile_started_at_ms IS NULL OR p.last_reconcile_started_at_ms <= s.started_at_ms)`
         }
         return toDeployment(rows[0]!)
       }))),
