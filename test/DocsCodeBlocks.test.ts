@@ -249,6 +249,11 @@ describe("the docs test's own matchers", () => {
     expect(appearsIn("WHERE x = $1 ORDER BY a", file)).toBe(false)
     // An interpolation does not swallow a statement's structure.
     expect(appearsIn("y <= 1 ORDER BY a LIMIT 2 UNION SELECT 1", file)).toBe(false)
+    // A comment's apostrophe is not a quote: it does not hide the code after it.
+    const commented = "// the client's cursor\nconst q = sql`SELECT 'a' FROM t WHERE k = ${k}`\n/* the server's */ sql`SELECT 'b''s' FROM u`"
+    expect(appearsIn("SELECT 'a' FROM t WHERE k = $1", commented)).toBe(true)
+    expect(appearsIn("SELECT 'b''s' FROM u", commented)).toBe(true)
+    expect(appearsIn("SELECT 'b' FROM t", commented)).toBe(false)
   })
 
   it("snippets compare regions modulo indentation", () => {

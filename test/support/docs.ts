@@ -476,9 +476,10 @@ const INTERP = "\u0000interp"
 const VALUE = /^(\$[A-Za-z0-9_]+|\d+(\.\d+)?|[-+*/])$/
 
 /**
- * SQL-ish tokens: words, numbers, `$name` parameters, single punctuation; `-- comments` and
- * `::type` casts dropped; in a source file each `${…}` is one interpolation token; in an excerpt
- * `…` is a gap.
+ * SQL-ish tokens: words, numbers, `$name` parameters, one-line '…' literals, single punctuation;
+ * `-- comments`, `// comments`, block comments and `::type` casts dropped (a comment's apostrophe
+ * is not a quote); in a source file each `${…}` is one interpolation token; in an excerpt `…` is a
+ * gap.
  */
 export const tokens = (text: string, side: "excerpt" | "source"): Array<string> => {
   const out: Array<string> = []
@@ -486,7 +487,10 @@ export const tokens = (text: string, side: "excerpt" | "source"): Array<string> 
   while (i < text.length) {
     const rest = text.slice(i)
     let m: RegExpExecArray | null
-    if ((m = /^\s+/.exec(rest)) || (m = /^--[^\n]*/.exec(rest)) || (m = /^::\s*[A-Za-z_][A-Za-z0-9_]*(\[\])?/.exec(rest))) i += m[0].length
+    if (
+      (m = /^\s+/.exec(rest)) || (m = /^(--|\/\/)[^\n]*/.exec(rest)) || (m = /^\/\*[^]*?\*\//.exec(rest)) ||
+      (m = /^::\s*[A-Za-z_][A-Za-z0-9_]*(\[\])?/.exec(rest))
+    ) i += m[0].length
     else if (side === "source" && rest.startsWith("${")) {
       let depth = 0
       let j = i
@@ -499,7 +503,7 @@ export const tokens = (text: string, side: "excerpt" | "source"): Array<string> 
     } else if (side === "excerpt" && (rest.startsWith("…") || rest.startsWith("..."))) {
       out.push(GAP)
       i += rest.startsWith("…") ? 1 : 3
-    } else if ((m = /^\$[A-Za-z0-9_]+|^[A-Za-z_][A-Za-z0-9_]*|^\d+(\.\d+)?|^'[^']*'/.exec(rest))) {
+    } else if ((m = /^\$[A-Za-z0-9_]+|^[A-Za-z_][A-Za-z0-9_]*|^\d+(\.\d+)?|^'[^'\n]*'/.exec(rest))) {
       out.push(m[0])
       i += m[0].length
     } else {
