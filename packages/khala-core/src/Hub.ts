@@ -53,6 +53,11 @@ export interface HubOptions {
   readonly run: <A, E>(effect: Effect.Effect<A, E>) => void
   /** Called when the journal lost events the hub had not yet published (pruned): live subscribers must resync. */
   readonly onGap: (topic: string) => void
+  /**
+   * Called when a topic's head is below what the hub already published: the database lost
+   * commits (a restore, a failover to a replica that was behind). The server checks the epoch.
+   */
+  readonly onRewind?: ((topic: string) => void) | undefined
 }
 
 export class Hub {
@@ -121,6 +126,16 @@ export class Hub {
   left(lease: TopicLease, format: SyncWire.Format) {
     const state = lease.state
     if (this.topics.get(lease.topic) === state && state.live[format] > 0) state.live[format]--
+  }
+
+  /**
+   * Forget every topic (the journal's epoch changed: what was published belongs to the old
+   * history). Every lease becomes inert; the server closes the subscribers, and new ones activate
+   * topics afresh.
+   */
+  reset() {
+    this.topics.clear()
+    this.pending.clear()
   }
 
   activeTopics(): ReadonlyArray<string> {
@@ -215,11 +230,15 @@ export class Hub {
     return this.options.journal.positions(topics).pipe(
       Effect.map((positions) => {
         const moved: Array<string> = []
+        let rewound: string | undefined
         for (const [topic, position] of positions) {
           const state = this.topics.get(topic)
-          if (state !== undefined && position.head > state.lastPublished) moved.push(topic)
+          if (state === undefined) continue
+          if (position.head > state.lastPublished) moved.push(topic)
+          else if (position.head < state.lastPublished) rewound ??= topic
         }
         this.wake(moved)
+        if (rewound !== undefined) this.options.onRewind?.(rewound)
       }),
       Effect.catchAllCause((cause) => Effect.logWarning("khala hub: head poll failed", cause))
     )

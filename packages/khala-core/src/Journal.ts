@@ -52,8 +52,18 @@ export type AppendError = InvalidTopicError | PrepareError | JournalStorageError
 export type ReadError = InvalidTopicError | InvalidWatermarkError | InvalidLimitError | StaleCursorError | JournalStorageError
 
 export interface JournalService {
-  /** The journal epoch; watermarks are only meaningful together with it. */
+  /**
+   * The journal epoch; watermarks are only meaningful together with it. Current at every read: it
+   * changes when `refreshEpoch` finds the database restored or failed over.
+   */
   readonly epoch: string
+  /**
+   * Whether the database was restored or failed over since the epoch was read (the storage
+   * checks, renews the epoch if so, and adopts the database's): true when `epoch` changed, and
+   * then every watermark of the old epoch is void — the Khala server restarts its fanout and
+   * makes its clients resume, which refuses their cursors as epoch_mismatch.
+   */
+  readonly refreshEpoch: Effect.Effect<boolean, JournalStorageError>
   readonly append: (topic: string, entries: ReadonlyArray<AppendEntry>) => Effect.Effect<ReadonlyArray<JournalEvent>, AppendError>
   readonly publish: (topic: string, documents: ReadonlyArray<AppendEntry>) => Effect.Effect<PublishResult, AppendError>
   readonly read: (topic: string, after: bigint, options?: ReadOptions) => Effect.Effect<ReadResult, ReadError>
@@ -130,7 +140,10 @@ export const make: Effect.Effect<JournalService, never, KhalaStorage> = Effect.g
     Effect.flatMap(Effect.forEach(topics, parse), () => storage.positions(topics))
 
   const service: JournalService = {
-    epoch: storage.epoch,
+    get epoch() {
+      return storage.epoch
+    },
+    refreshEpoch: storage.refreshEpoch ?? Effect.succeed(false),
     append: (topic, entries) =>
       Effect.flatMap(prepare(topic, entries, false), ({ prepared, topic }) =>
         prepared.length === 0 ? Effect.succeed([]) : storage.append(topic, prepared)),

@@ -66,6 +66,13 @@ export interface ServerOptions {
   readonly slowConsumer?: Partial<SlowConsumerOptions> | undefined
   /** Head poll of active topics, the safety net for lost wake-ups (default 1000 ms). */
   readonly pollIntervalMs?: number | undefined
+  /**
+   * How often to ask the journal whether the database was restored or failed over, which renews
+   * its epoch (default 30 000 ms; 0: only when the notifier reconnects or a head moves back).
+   * On a new epoch every connection is closed with server_restart and its clients' cursors are
+   * refused as epoch_mismatch when they resume: they refetch snapshots.
+   */
+  readonly epochCheckIntervalMs?: number | undefined
   /** Session clock resolution (default 250 ms). */
   readonly tickMs?: number | undefined
   /** How long revoked session and device ids are refused (default 15 min, longer than any token). */
@@ -180,6 +187,30 @@ export const make = (
     // Set once the transport listens; the hub publishes through it.
     const transportRef: { current: TransportServer | undefined } = { current: undefined }
 
+    // A new journal epoch (the database was restored or failed over, and commits this node
+    // published may be gone, their watermarks to be reused): what the hub published and every
+    // cursor of the old epoch are void. The hub starts over and every client resumes, which
+    // refuses its cursors as epoch_mismatch, so it refetches snapshots. One check at a time.
+    let checkingEpoch = false
+    const checkEpoch = Effect.suspend(() => {
+      if (checkingEpoch) return Effect.void
+      checkingEpoch = true
+      return journal.refreshEpoch.pipe(
+        Effect.flatMap((changed) =>
+          changed
+            ? Effect.sync(() => {
+              hub.reset()
+              for (const c of [...conns]) closeNow(c, SyncCloseCode.SERVER_RESTART, "journal epoch changed: resume")
+            }).pipe(Effect.zipRight(Effect.logWarning(`khala: the journal epoch changed to ${journal.epoch}: every connection was closed to resume`)))
+            : Effect.void
+        ),
+        Effect.catchAllCause((cause) => Effect.logWarning("khala: checking the journal epoch failed; retrying at the next check", cause)),
+        Effect.ensuring(Effect.sync(() => {
+          checkingEpoch = false
+        }))
+      )
+    })
+
     const hub = new Hub({
       journal,
       transport: () => transportRef.current,
@@ -188,7 +219,8 @@ export const make = (
         for (const c of conns) {
           if (c.subs.has(topic)) closeNow(c, SyncCloseCode.SERVER_RESTART, "journal gap: resume")
         }
-      }
+      },
+      onRewind: () => runEffect(checkEpoch)
     })
 
     // ---------------------------------------------------------------------------------------
@@ -672,7 +704,8 @@ export const make = (
     // the durable record (a device revoked meanwhile is not in it: it is refused at the session's
     // next refresh only if announced again).
     const onResync = () => {
-      runEffect(hub.poll)
+      // A reopened LISTEN connection is also what a failover looks like: check the epoch first.
+      runEffect(Effect.zipRight(checkEpoch, hub.poll))
       for (const c of conns) {
         const principal = c.session.principal
         if (principal === undefined) continue
@@ -754,6 +787,10 @@ export const make = (
       revocations.sweep()
     }).pipe(Effect.repeat(Schedule.spaced(`${tickMs} millis`)), Effect.forkScoped)
     yield* hub.poll.pipe(Effect.repeat(Schedule.spaced(`${options.pollIntervalMs ?? 1000} millis`)), Effect.forkScoped)
+    const epochCheckMs = options.epochCheckIntervalMs ?? 30_000
+    if (epochCheckMs > 0) {
+      yield* checkEpoch.pipe(Effect.delay(`${epochCheckMs} millis`), Effect.forever, Effect.forkScoped)
+    }
 
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {

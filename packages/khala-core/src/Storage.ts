@@ -89,8 +89,17 @@ export interface Checkpoint {
 export const UPDATE_OVERHEAD_BYTES = 32
 
 export interface KhalaStorageService {
-  /** The journal epoch: fixed when the journal is created, never reused. */
+  /**
+   * The journal epoch: set when the journal is created, never reused; renewed only when the
+   * database turns out to be restored or failed over (`refreshEpoch`). Read it where it is used.
+   */
   readonly epoch: string
+  /**
+   * Check again whether the database was restored or failed over (a storage that can tell), renew
+   * the epoch if so, and adopt the epoch the database holds. True when `epoch` changed. Optional:
+   * a storage without it keeps its epoch for its lifetime.
+   */
+  readonly refreshEpoch?: Effect.Effect<boolean, JournalStorageError> | undefined
   readonly append: (topic: Topic, entries: ReadonlyArray<PreparedEntry>) => Effect.Effect<ReadonlyArray<JournalEvent>, JournalStorageError>
   readonly publish: (topic: Topic, entries: ReadonlyArray<PreparedEntry>) => Effect.Effect<PublishResult, JournalStorageError>
   readonly read: (topic: string, after: bigint, maxRows: number, maxBytes: number) => Effect.Effect<StoredRead, JournalStorageError>

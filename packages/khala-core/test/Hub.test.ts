@@ -12,6 +12,7 @@ const scripted = (head: { value: bigint }, positionDelayMs: number) => {
   const journal = {
     epoch: "ep_test",
     position: () => Effect.as(Effect.sleep(`${positionDelayMs} millis`), { head: head.value, floor: 0n }),
+    positions: (topics: ReadonlyArray<string>) => Effect.sync(() => new Map(topics.map((t) => [t, { head: head.value, floor: 0n }]))),
     readMany: (rs: ReadonlyArray<{ topic: string; after: bigint }>) =>
       Effect.sync(() => {
         const out = new Map()
@@ -60,5 +61,24 @@ describe("Hub", () => {
     expect(hub.activeTopics()).toEqual([topic])
     hub.release(second)
     expect(hub.activeTopics()).toEqual([])
+  })
+
+  it("a head below what was published (the database lost commits) is reported, and reset() makes every lease inert", async () => {
+    const head = { value: 9n }
+    const { journal } = scripted(head, 0)
+    const rewound: Array<string> = []
+    const hub = new Hub({ journal, transport: noTransport, run: (e) => void Effect.runFork(e), onGap: () => {}, onRewind: (t) => void rewound.push(t) })
+    const lease = await hub.activate(topic)
+    await Effect.runPromise(hub.poll)
+    expect(rewound).toEqual([])
+    head.value = 6n // a failover to a replica that had only 6 of the 9
+    await Effect.runPromise(hub.poll)
+    expect(rewound).toEqual([topic])
+    hub.reset()
+    expect(hub.activeTopics()).toEqual([])
+    expect(hub.lastPublished(lease)).toBeUndefined()
+    hub.release(lease) // inert
+    const fresh = await hub.activate(topic)
+    expect(hub.lastPublished(fresh)).toBe(6n)
   })
 })

@@ -2,11 +2,11 @@
 // writes and random disconnects, hostile bytes, and several nodes on one Postgres.
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
-import { Notifier, SqlStorage, SyncWire, UwsTransport, WsTransport } from "@openagents/khala-core"
+import { Journal, Notifier, SqlStorage, SyncWire, UwsTransport, WsTransport } from "@openagents/khala-core"
 import { TestClient } from "@openagents/khala-core/testing"
 import { SqlNotify } from "@openagents/sql-pglite"
 import * as SqlTesting from "@openagents/sql-pglite/testing"
-import { FrameKind } from "@openagents/proto/sync/v1"
+import { FrameKind, StaleReason } from "@openagents/proto/sync/v1"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
@@ -14,7 +14,7 @@ import * as Redacted from "effect/Redacted"
 import fc from "fast-check"
 import WebSocket from "ws"
 import { describe, expect, it } from "vitest"
-import { sleep, start, tokenFor } from "./support/harness.js"
+import { type Harness, sleep, start, tokenFor } from "./support/harness.js"
 
 const storages = [
   { name: "memory", layer: undefined },
@@ -127,6 +127,69 @@ describe("hostile input", () => {
 })
 
 const adminUrl = SqlTesting.postgresUrl()
+// A restore or a failover under a running node (simulated: the commits after the "replication
+// point" removed, and the recorded cluster made foreign, which is what a promoted replica or a
+// restored backup looks like to the journal).
+const loseLastCommit = (topic: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.all([
+      sql`DELETE FROM runtime.sync_stream_events WHERE topic = ${topic} AND watermark = 3`,
+      sql`UPDATE runtime.sync_topic_sequences SET next_watermark = 2 WHERE topic = ${topic}`,
+      sql`DELETE FROM runtime.sync_run_summaries WHERE topic = ${topic} AND doc_key = 'lost'`,
+      sql`UPDATE runtime.sync_journal_meta SET cluster = '1:1'`
+    ], { discard: true }))
+
+const failoverScenario = async (h: Harness, topic: string, user: string, trigger: () => Promise<void>) => {
+  const live = await TestClient.connect(h.url)
+  await live.hello(await tokenFor(user))
+  await live.subscribe([topic])
+  await h.publish(topic, [{ docKey: "kept", docVersion: 1, payload: { n: 1 } }])
+  await h.publish(topic, [{ docKey: "kept", docVersion: 2, payload: { n: 2 } }])
+  await h.publish(topic, [{ docKey: "lost", docVersion: 1, payload: { n: 3 } }])
+  await live.until(topic, 3n)
+  const oldEpoch = (await live.next((f) => f.kind === FrameKind.UPDATE_BATCH && f.message.updates.length > 0)).message.headWatermarks[0].epoch as string
+  expect(oldEpoch).toMatch(/^ep_/)
+  await h.run(loseLastCommit(topic))
+  await trigger()
+  // The node learns the new epoch: its sockets are closed to resume.
+  const closed = await Promise.race([live.closed, sleep(10_000).then(() => undefined)])
+  expect(closed?.code).toBe(SyncWire.SyncCloseCode.SERVER_RESTART)
+  // The writers go on: the lost watermark 3 is allocated again, to another document.
+  await h.publish(topic, [{ docKey: "new", docVersion: 1, payload: { n: 4 } }])
+  const again = await TestClient.connect(h.url)
+  await again.hello(await tokenFor(user))
+  // The old cursor is refused (without the new epoch it would resume at 3 and miss "new" forever).
+  const refused = await again.subscribe([topic], "old", { resumeAfter: [{ topic, watermark: 3n, epoch: oldEpoch }] })
+  expect(refused.kind).toBe(FrameKind.ERROR)
+  expect(refused.message.details.value.staleTopics[0].reasons).toEqual([StaleReason.EPOCH_MISMATCH])
+  // From scratch, in the new epoch: the history the database has now.
+  const fresh = await again.subscribe([topic], "fresh")
+  expect(fresh.kind).toBe(FrameKind.SUBSCRIBED)
+  await again.until(topic, 3n)
+  expect(again.applied.get(topic)!.map((u) => u.docKey)).toEqual(["kept", "kept", "new"])
+  const batch = await again.next((f) => f.kind === FrameKind.UPDATE_BATCH && f.message.updates.length > 0)
+  expect(batch.message.headWatermarks[0].epoch).toMatch(/^ep_/)
+  expect(batch.message.headWatermarks[0].epoch).not.toBe(oldEpoch)
+  await again.close()
+}
+
+for (const engine of SqlTesting.engines()) {
+  describe(`a restore or failover under a running node (${engine.name})`, () => {
+    it("the node's periodic check finds the new epoch: sockets closed to resume, old cursors refused as epoch_mismatch, reused watermarks delivered", async () => {
+      const h = await start({
+        transport: WsTransport.transport,
+        storage: SqlStorage.layerStorage.pipe(Layer.provideMerge(engine.layer)),
+        server: { epochCheckIntervalMs: 200, pollIntervalMs: 600_000, tickMs: 50 }
+      })
+      try {
+        await failoverScenario(h, "runtime.run_summaries:user:failover", "failover", async () => {})
+      } finally {
+        await h.dispose()
+      }
+    }, 60_000)
+  })
+}
+
 describe.runIf(adminUrl !== undefined)("several nodes on one Postgres", () => {
   it("delivers a commit made through one node to a subscriber of another, through LISTEN/NOTIFY (not the head poll)", async () => {
     const database = SqlTesting.freshPostgres(adminUrl!)
@@ -217,6 +280,46 @@ describe.runIf(adminUrl !== undefined)("several nodes on one Postgres", () => {
       await a.publish(topic, [{ docKey: "x", docVersion: 2, payload: { after: "reopen" } }])
       await kept.until(topic, 2n, 5_000)
       await kept.close()
+    } finally {
+      await a.dispose()
+      await b.dispose()
+      await keeper.dispose()
+    }
+  }, 60_000)
+
+  it("a failover under two running nodes: each learns the new epoch when its LISTEN connection is reopened (no periodic check), and it is renewed once", async () => {
+    const database = SqlTesting.freshPostgres(adminUrl!)
+    const keeper = ManagedRuntime.make(database.layer)
+    await keeper.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT 1`))
+    const sqlLayer = () => Layer.provideMerge(SqlNotify.layer, PgClient.layer({ url: Redacted.make(database.url), maxConnections: 5 }))
+    const node = () => {
+      const sql = sqlLayer()
+      return start({
+        transport: WsTransport.transport,
+        storage: SqlStorage.layerStorage.pipe(Layer.provideMerge(sql)),
+        notifier: Notifier.layerPostgresWith({ probeIntervalMs: 100, probeTimeoutMs: 600 }).pipe(Layer.provide(sql)),
+        server: { epochCheckIntervalMs: 0, pollIntervalMs: 600_000, tickMs: 50 }
+      })
+    }
+    const a = await node()
+    const b = await node()
+    try {
+      const topic = "runtime.run_summaries:user:failover2"
+      const onB = await TestClient.connect(b.url)
+      await onB.hello(await tokenFor("failover2"))
+      await onB.subscribe([topic])
+      await failoverScenario(a, topic, "failover2", () =>
+        // A failover breaks every connection: here, the LISTEN ones.
+        keeper.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()`)).then(() => {}))
+      // B's socket is closed to resume too (by the new epoch, or first by the gap its hub finds
+      // when the topic's head moved back), and B adopts the epoch A renewed: renewed once.
+      expect((await onB.closed).code).toBe(SyncWire.SyncCloseCode.SERVER_RESTART)
+      const [meta] = await keeper.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ epoch: string }>`SELECT epoch FROM runtime.sync_journal_meta`))
+      const epochOf = (h: Harness) => h.run(Effect.map(Journal.Journal, (j) => j.epoch))
+      expect(await epochOf(a)).toBe(meta!.epoch)
+      for (let i = 0; i < 200 && (await epochOf(b)) !== meta!.epoch; i++) await sleep(50)
+      expect(await epochOf(b)).toBe(meta!.epoch)
     } finally {
       await a.dispose()
       await b.dispose()

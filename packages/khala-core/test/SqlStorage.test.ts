@@ -69,6 +69,30 @@ for (const engine of SqlTesting.engines()) {
           yield* sql`UPDATE runtime.sync_journal_meta SET epoch = ${before!.epoch}, cluster = ${before!.cluster}`
         }))
 
+      it.effect("a running storage learns of a restore or failover when asked (refreshEpoch): one of several nodes renews, the others adopt its epoch", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const journal = yield* Journal.Journal
+          const before = journal.epoch
+          const other = yield* SqlStorage.make
+          expect(yield* journal.refreshEpoch).toBe(false)
+          yield* sql`UPDATE runtime.sync_journal_meta SET cluster = '1:1'`
+          expect(yield* journal.refreshEpoch).toBe(true)
+          expect(journal.epoch).not.toBe(before)
+          expect(journal.epoch).toMatch(/^ep_[0-9a-f]{32}$/)
+          // The other node: nothing to renew any more, the database's epoch to adopt.
+          expect(other.epoch).toBe(before)
+          expect(yield* other.refreshEpoch!).toBe(true)
+          expect(other.epoch).toBe(journal.epoch)
+          expect(yield* other.refreshEpoch!).toBe(false)
+          expect(yield* journal.refreshEpoch).toBe(false)
+          const [meta] = yield* sql<{ epoch: string }>`SELECT epoch FROM runtime.sync_journal_meta`
+          expect(meta!.epoch).toBe(journal.epoch)
+          yield* sql`UPDATE runtime.sync_journal_meta SET epoch = ${before}`
+          expect(yield* journal.refreshEpoch).toBe(true)
+          expect(journal.epoch).toBe(before)
+        }))
+
       it.effect("reads each payload's UTF-8 right even when a row's payload_bytes is wrong", () =>
         Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient

@@ -197,6 +197,17 @@ export const make: Effect.Effect<KhalaStorageService, SqlError, SqlClient.SqlCli
   yield* renewEpochIfRestored
   const [meta] = yield* sql<{ epoch: string }>`SELECT epoch FROM runtime.sync_journal_meta`
   if (meta === undefined) return yield* Effect.dieMessage("runtime.sync_journal_meta is empty: run the Khala migrations")
+  let epoch = meta.epoch
+  // A node that runs across a failover (or a restore under it) learns it here: the server calls
+  // this periodically and whenever its LISTEN connection was reopened.
+  const refreshEpoch = Effect.gen(function*() {
+    yield* renewEpochIfRestored
+    const [now] = yield* sql<{ epoch: string }>`SELECT epoch FROM runtime.sync_journal_meta`
+    if (now === undefined || now.epoch === epoch) return false
+    yield* Effect.logWarning(`khala journal: the epoch is now ${now.epoch} (was ${epoch}): the database was restored or failed over`)
+    epoch = now.epoch
+    return true
+  })
   const readModel = (table: string) => sql(`runtime.${table}`)
 
   // Append and publish return only what the database decides — the watermarks and the
@@ -272,7 +283,10 @@ export const make: Effect.Effect<KhalaStorageService, SqlError, SqlClient.SqlCli
     Effect.flatMap(inTransaction, (inside) => (inside ? append(topic, entries) : grouped(topic, entries)))
 
   const service: KhalaStorageService = {
-    epoch: meta.epoch,
+    get epoch() {
+      return epoch
+    },
+    refreshEpoch: refreshEpoch.pipe(Effect.provideService(SqlClient.SqlClient, sql), Effect.mapError(storageError("refresh epoch"))),
     append: (topic, entries) => appendAny(topic.topic, entries).pipe(Effect.mapError(storageError("append"))),
     publish: (topic, entries) => {
       const table = topic.topicClass.readModelTable
