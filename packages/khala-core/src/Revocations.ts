@@ -4,9 +4,10 @@
 // revocation that closes a session's sockets also stops its snapshot reads.
 //
 // Two sources: revocations announced through the Notifier (KhalaServer.revoke on any node), held
-// in memory for `ttlMs` (longer than any token lives); and, optionally, a durable lookup
-// (`sessionRevoked`) for what was revoked before this node started. A durable lookup that fails
-// makes the verdict "unknown": callers refuse the token, retryably (fail closed).
+// in memory for `ttlMs` (longer than any token lives); and, optionally, durable lookups
+// (`sessionRevoked`, `deviceRevoked`) for what was revoked while this node was not listening
+// (before it started, or while its LISTEN connection was down). A durable lookup that fails makes
+// the verdict "unknown": callers refuse the token, retryably (fail closed).
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -23,6 +24,8 @@ export interface RevocationsOptions {
   readonly ttlMs?: number | undefined
   /** The durable record of revoked sessions (the runtime's `runtime.revoked_sessions`). */
   readonly sessionRevoked?: ((sessionId: string) => Effect.Effect<boolean, unknown>) | undefined
+  /** The durable record of revoked devices (the runtime's `runtime.revoked_devices`). */
+  readonly deviceRevoked?: ((deviceId: string) => Effect.Effect<boolean, unknown>) | undefined
 }
 
 export interface RevocationsService {
@@ -53,7 +56,17 @@ export const makeStore = (options: RevocationsOptions = {}): RevocationsService 
     if (d !== undefined && d.until > now) return d.reason
     return undefined
   }
-  const lookup = options.sessionRevoked
+  const { deviceRevoked, sessionRevoked } = options
+  const lookup = sessionRevoked === undefined && deviceRevoked === undefined
+    ? undefined
+    : (principal: SyncPrincipal) =>
+      Effect.map(
+        Effect.all([
+          sessionRevoked === undefined ? Effect.succeed(false) : sessionRevoked(principal.sessionId),
+          deviceRevoked === undefined ? Effect.succeed(false) : deviceRevoked(principal.deviceId)
+        ], { concurrency: 2 }),
+        ([session, device]) => session || device
+      )
   return {
     add: (revocation) => {
       const entry = { until: Date.now() + ttlMs, reason: revocation.reason }
@@ -65,10 +78,10 @@ export const makeStore = (options: RevocationsOptions = {}): RevocationsService 
       Effect.suspend((): Effect.Effect<Verdict> => {
         const held = reasonOf(principal)
         if (held !== undefined || lookup === undefined) return Effect.succeed(held)
-        return lookup(principal.sessionId).pipe(
+        return lookup(principal).pipe(
           Effect.map((revoked): Verdict => (revoked ? "admin_revoked" : undefined)),
           Effect.catchAllCause((cause) =>
-            Effect.as(Effect.logWarning("khala: the revoked-session lookup failed; the token is refused, retryably", cause), "unknown" as const))
+            Effect.as(Effect.logWarning("khala: the revocation lookup failed; the token is refused, retryably", cause), "unknown" as const))
         )
       }),
     sweep: () => {

@@ -85,6 +85,8 @@ export interface ServerOptions {
    * 4005 (reconnect), at hello and at refresh alike.
    */
   readonly sessionRevoked?: ((sessionId: string) => Effect.Effect<boolean, unknown>) | undefined
+  /** The durable record of revoked devices, consulted like `sessionRevoked`. */
+  readonly deviceRevoked?: ((deviceId: string) => Effect.Effect<boolean, unknown>) | undefined
 }
 
 export interface KhalaServer {
@@ -181,7 +183,7 @@ export const make = (
     // should), else this server's own, from its options.
     const revocations = Option.getOrElse(
       yield* Effect.serviceOption(Revocations.Revocations),
-      () => Revocations.makeStore({ ttlMs: options.revocationTtlMs, sessionRevoked: options.sessionRevoked })
+      () => Revocations.makeStore({ ttlMs: options.revocationTtlMs, sessionRevoked: options.sessionRevoked, deviceRevoked: options.deviceRevoked })
     )
     const conns = new Set<Conn>()
     // Set once the transport listens; the hub publishes through it.
@@ -700,9 +702,8 @@ export const make = (
       }
     }
     // After a deaf spell (the node's LISTEN connection was reopened): commits announced meanwhile
-    // are found by an immediate head poll, and revocations by checking every live session against
-    // the durable record (a device revoked meanwhile is not in it: it is refused at the session's
-    // next refresh only if announced again).
+    // are found by an immediate head poll, and revocations by checking every live session and
+    // device against the durable record.
     const onResync = () => {
       // A reopened LISTEN connection is also what a failover looks like: check the epoch first.
       runEffect(Effect.zipRight(checkEpoch, hub.poll))

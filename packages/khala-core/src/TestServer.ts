@@ -97,7 +97,7 @@ export const start = async (options: Options = {}): Promise<TestServer> => {
       Snapshot.layer,
       Retention.layer,
       // One node's revocations, shared by the WebSocket server and the snapshot endpoint.
-      Revocations.layer({ sessionRevoked: options.server?.sessionRevoked, ttlMs: options.server?.revocationTtlMs }),
+      Revocations.layer({ sessionRevoked: options.server?.sessionRevoked, deviceRevoked: options.server?.deviceRevoked, ttlMs: options.server?.revocationTtlMs }),
       SyncToken.layer(VERIFIER),
       options.authorizer ?? TopicAuthorizer.layerDefault
     ).pipe(

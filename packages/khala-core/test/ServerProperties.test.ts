@@ -247,13 +247,19 @@ describe.runIf(adminUrl !== undefined)("several nodes on one Postgres", () => {
     const sqlLayer = () => Layer.provideMerge(SqlNotify.layer, PgClient.layer({ url: Redacted.make(database.url), maxConnections: 5 }))
     // The durable revocation record both nodes consult (the runtime's revoked-sessions table).
     const durablyRevoked = new Set<string>()
+    const durablyRevokedDevices = new Set<string>()
     const node = (notifier: typeof Notifier.layerPostgres) => {
       const sql = sqlLayer()
       return start({
         transport: WsTransport.transport,
         storage: SqlStorage.layerStorage.pipe(Layer.provide(sql)),
         notifier: notifier.pipe(Layer.provide(sql)),
-        server: { pollIntervalMs: 600_000, tickMs: 50, sessionRevoked: (id) => Effect.sync(() => durablyRevoked.has(id)) }
+        server: {
+          pollIntervalMs: 600_000,
+          tickMs: 50,
+          sessionRevoked: (id) => Effect.sync(() => durablyRevoked.has(id)),
+          deviceRevoked: (id) => Effect.sync(() => durablyRevokedDevices.has(id))
+        }
       })
     }
     const a = await node(Notifier.layerPostgres)
@@ -266,6 +272,8 @@ describe.runIf(adminUrl !== undefined)("several nodes on one Postgres", () => {
       await kept.next((f) => f.kind === FrameKind.UPDATE_BATCH && f.message.replayComplete)
       const doomed = await TestClient.connect(b.url)
       await doomed.hello(await tokenFor("deaf", { oa_session_id: "sess_doomed" }))
+      const lostDevice = await TestClient.connect(b.url)
+      await lostDevice.hello(await tokenFor("deaf", { oa_session_id: "sess_on_lost_device", oa_device_id: "dev_lost" }))
       // Every LISTEN connection on the database dies without a word to its client.
       await keeper.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) =>
         sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()`))
@@ -273,9 +281,12 @@ describe.runIf(adminUrl !== undefined)("several nodes on one Postgres", () => {
       await a.publish(topic, [{ docKey: "x", docVersion: 1, payload: { during: "deafness" } }])
       durablyRevoked.add("sess_doomed")
       await a.run(a.server.revoke({ sessionIds: ["sess_doomed"], deviceIds: [], reason: "admin_revoked" }))
+      durablyRevokedDevices.add("dev_lost")
+      await a.run(a.server.revoke({ sessionIds: [], deviceIds: ["dev_lost"], reason: "device_replaced" }))
       // B notices within its probe timeout, reopens LISTEN, polls and re-checks its sessions.
       await kept.until(topic, 1n, 10_000)
       expect((await doomed.closed).code).toBe(4501)
+      expect((await lostDevice.closed).code).toBe(4501)
       // And it hears new announcements again (the head poll is 10 minutes away).
       await a.publish(topic, [{ docKey: "x", docVersion: 2, payload: { after: "reopen" } }])
       await kept.until(topic, 2n, 5_000)

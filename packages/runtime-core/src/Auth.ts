@@ -98,7 +98,10 @@ export interface RevokedSessionsService {
   /** Remember `sessionIds` until `ttlMs` from now (an existing longer entry is kept). */
   readonly revoke: (sessionIds: ReadonlyArray<string>, reason: string, ttlMs: number) => Effect.Effect<void, Errors.RuntimeError>
   readonly isRevoked: (sessionId: string) => Effect.Effect<boolean, Errors.RuntimeError>
-  /** Forget entries that have expired. */
+  /** Remember `deviceIds` until `ttlMs` from now (an existing longer entry is kept). */
+  readonly revokeDevices: (deviceIds: ReadonlyArray<string>, reason: string, ttlMs: number) => Effect.Effect<void, Errors.RuntimeError>
+  readonly isDeviceRevoked: (deviceId: string) => Effect.Effect<boolean, Errors.RuntimeError>
+  /** Forget entries (sessions and devices) that have expired. */
   readonly prune: Effect.Effect<number, Errors.RuntimeError>
 }
 
@@ -108,49 +111,62 @@ const storageFailure = (e: { message: string }) => Errors.internal(`runtime stor
 
 export const layerRevokedSessionsSql: Layer.Layer<RevokedSessions, never, SqlClient.SqlClient> = Layer.effect(
   RevokedSessions,
-  Effect.map(SqlClient.SqlClient, (sql) => ({
-    revoke: (sessionIds, reason, ttlMs) =>
-      sessionIds.length === 0
+  Effect.map(SqlClient.SqlClient, (sql) => {
+    const remember = (table: "revoked_sessions" | "revoked_devices", column: "session_id" | "device_id", ids: ReadonlyArray<string>, reason: string, ttlMs: number) =>
+      ids.length === 0
         ? Effect.void
         : Effect.forEach(
-          sessionIds,
+          ids,
           (id) =>
-            sql`INSERT INTO runtime.revoked_sessions (session_id, reason, expires_at)
+            sql`INSERT INTO ${sql(`runtime.${table}`)} (${sql(column)}, reason, expires_at)
                 VALUES (${id}, ${reason}, now() + ${`${Math.ceil(ttlMs)} milliseconds`}::interval)
-                ON CONFLICT (session_id) DO UPDATE SET expires_at = GREATEST(runtime.revoked_sessions.expires_at, EXCLUDED.expires_at)`,
+                ON CONFLICT (${sql(column)}) DO UPDATE SET expires_at = GREATEST(${sql(`runtime.${table}`)}.expires_at, EXCLUDED.expires_at)`,
           { discard: true }
-        ).pipe(sql.withTransaction, Effect.mapError(storageFailure)),
-    isRevoked: (sessionId) =>
-      sql<{ one: number }>`SELECT 1 AS one FROM runtime.revoked_sessions WHERE session_id = ${sessionId} AND expires_at > now()`.pipe(
+        ).pipe(sql.withTransaction, Effect.mapError(storageFailure))
+    const held = (table: "revoked_sessions" | "revoked_devices", column: "session_id" | "device_id", id: string) =>
+      sql<{ one: number }>`SELECT 1 AS one FROM ${sql(`runtime.${table}`)} WHERE ${sql(column)} = ${id} AND expires_at > now()`.pipe(
         Effect.map((rows) => rows.length > 0),
         Effect.mapError(storageFailure)
-      ),
-    prune: sql<{ session_id: string }>`DELETE FROM runtime.revoked_sessions WHERE expires_at <= now() RETURNING session_id`.pipe(
-      Effect.map((rows) => rows.length),
-      Effect.mapError(storageFailure)
-    )
-  }))
+      )
+    const pruneOne = (table: "revoked_sessions" | "revoked_devices") =>
+      sql<{ n: string }>`WITH gone AS (DELETE FROM ${sql(`runtime.${table}`)} WHERE expires_at <= now() RETURNING 1) SELECT count(*) AS n FROM gone`.pipe(
+        Effect.map((rows) => Number(rows[0]?.n ?? 0))
+      )
+    return {
+      revoke: (sessionIds, reason, ttlMs) => remember("revoked_sessions", "session_id", sessionIds, reason, ttlMs),
+      isRevoked: (sessionId) => held("revoked_sessions", "session_id", sessionId),
+      revokeDevices: (deviceIds, reason, ttlMs) => remember("revoked_devices", "device_id", deviceIds, reason, ttlMs),
+      isDeviceRevoked: (deviceId) => held("revoked_devices", "device_id", deviceId),
+      prune: Effect.zipWith(pruneOne("revoked_sessions"), pruneOne("revoked_devices"), (a, b) => a + b).pipe(Effect.mapError(storageFailure))
+    } satisfies RevokedSessionsService
+  })
 )
 
 export const layerRevokedSessionsMemory: Layer.Layer<RevokedSessions> = Layer.sync(RevokedSessions, () => {
-  const until = new Map<string, number>()
-  return {
-    revoke: (ids, _reason, ttlMs) =>
-      Effect.sync(() => {
-        const t = Date.now() + ttlMs
-        for (const id of ids) until.set(id, Math.max(until.get(id) ?? 0, t))
-      }),
-    isRevoked: (id) => Effect.sync(() => (until.get(id) ?? 0) > Date.now()),
-    prune: Effect.sync(() => {
-      let n = 0
-      for (const [id, t] of until) {
-        if (t <= Date.now()) {
-          until.delete(id)
-          n++
-        }
-      }
-      return n
+  const sessions = new Map<string, number>()
+  const devices = new Map<string, number>()
+  const remember = (until: Map<string, number>, ids: ReadonlyArray<string>, ttlMs: number) =>
+    Effect.sync(() => {
+      const t = Date.now() + ttlMs
+      for (const id of ids) until.set(id, Math.max(until.get(id) ?? 0, t))
     })
+  const held = (until: Map<string, number>, id: string) => Effect.sync(() => (until.get(id) ?? 0) > Date.now())
+  const pruneOne = (until: Map<string, number>) => {
+    let n = 0
+    for (const [id, t] of until) {
+      if (t <= Date.now()) {
+        until.delete(id)
+        n++
+      }
+    }
+    return n
+  }
+  return {
+    revoke: (ids, _reason, ttlMs) => remember(sessions, ids, ttlMs),
+    isRevoked: (id) => held(sessions, id),
+    revokeDevices: (ids, _reason, ttlMs) => remember(devices, ids, ttlMs),
+    isDeviceRevoked: (id) => held(devices, id),
+    prune: Effect.sync(() => pruneOne(sessions) + pruneOne(devices))
   }
 })
 

@@ -225,7 +225,7 @@ export const services = (c: RuntimeHostConfig): Layer.Layer<Services, SqlError |
   // At hello, at refresh and on every snapshot, so a node started after a revocation refuses that
   // session's sync tokens too.
   const revocations = Layer.unwrapEffect(
-    Effect.map(Auth.RevokedSessions, (revoked) => Revocations.layer({ sessionRevoked: revoked.isRevoked }))
+    Effect.map(Auth.RevokedSessions, (revoked) => Revocations.layer({ sessionRevoked: revoked.isRevoked, deviceRevoked: revoked.isDeviceRevoked }))
   )
   return Layer.mergeAll(Owners.authorizerLayer, revocations.pipe(Layer.provideMerge(auth)), SyncToken.layer(c.sync)).pipe(
     Layer.provideMerge(domain),

@@ -105,6 +105,18 @@ export const migrations = {
         expires_at timestamptz NOT NULL
       );
       CREATE INDEX internal_nonces_expires_at_idx ON runtime.internal_nonces (expires_at);
+    `)),
+  // Devices revoked, remembered like sessions: a node that did not hear the announcement (it
+  // started later, or its LISTEN connection was down) still refuses their sync tokens.
+  "0003_runtime_revoked_devices": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe(`
+      CREATE TABLE runtime.revoked_devices (
+        device_id varchar(256) PRIMARY KEY,
+        reason varchar(32) NOT NULL,
+        revoked_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL
+      );
+      CREATE INDEX revoked_devices_expires_at_idx ON runtime.revoked_devices (expires_at);
     `))
 }
 

@@ -93,6 +93,32 @@ describe.skipIf(admin === undefined)("two runtime hosts on one Postgres", () => 
     }
   })
 
+  it("a revoked device is remembered too: a host that starts later refuses its sync tokens, whatever their session", async () => {
+    const socket = await TestClient.connect(b.khalaUrl)
+    await socket.hello(await TestServer.token("jude", { oa_session_id: "sess_jude_1", oa_device_id: "dev_jude_lost" }))
+    await new Promise((r) => setTimeout(r, 200))
+    const revoke = await a.internal("POST", "/internal/v1/sync/sessions/revoke", undefined, { session_ids: [], device_ids: ["dev_jude_lost"], reason: "device_replaced" })
+    expect([revoke.status, await revoke.json()]).toEqual([200, { ok: true, revoked_sessions: 0, revoked_devices: 1 }])
+    expect((await socket.closed).code).toBe(4501)
+    const late = await startHost(second)
+    try {
+      // A new session on the lost device: refused from the table (the broadcast was before this host).
+      const lateSocket = await TestClient.connect(late.khalaUrl)
+      await lateSocket.hello(await TestServer.token("jude", { oa_session_id: "sess_jude_2", oa_device_id: "dev_jude_lost" }))
+      expect((await lateSocket.closed).code).toBe(4501)
+      const snapshot = await fetch(`${late.baseUrl}/sync/v1/snapshot/${encodeURIComponent(Projection.runTopic("jude"))}`, {
+        headers: { authorization: `Bearer ${await TestServer.token("jude", { oa_session_id: "sess_jude_3", oa_device_id: "dev_jude_lost" })}` }
+      })
+      expect(snapshot.status).toBe(401)
+      // Another device of the same user is fine.
+      const other = await TestClient.connect(late.khalaUrl)
+      expect((await other.hello(await TestServer.token("jude", { oa_session_id: "sess_jude_4", oa_device_id: "dev_jude_new" }))).kind).toBe(FrameKind.WELCOME)
+      other.close()
+    } finally {
+      await late.dispose()
+    }
+  })
+
   it("a signed call accepted by one host is a replay on the other", async () => {
     const path = "/internal/v1/codex/workers"
     const headers = await Effect.runPromise(InternalSignature.sign(INTERNAL_KEY, { method: "GET", path, userId: "jan" }))
