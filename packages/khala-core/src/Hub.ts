@@ -14,10 +14,16 @@
 // of them, on one fiber; topics woken while a pass is reading wait for the next pass of the same
 // fiber, so a topic is never read twice at once. A poll of the active topics' heads catches
 // wake-ups that never arrived.
+//
+// A wake-up from a commit on this node may carry the events it wrote (Notifier `Committed`). When
+// they follow `lastPublished` without a hole, the hub publishes them at once and advances, in one
+// synchronous step as a pass does, and reads nothing; otherwise the topic is read. A pass whose
+// read overlaps such a step publishes only what is beyond `lastPublished` when it lands.
 import * as Effect from "effect/Effect"
 import { StaleCursorError } from "./Errors.js"
 import type { Journal } from "./Journal.js"
 import * as Metrics from "./Metrics.js"
+import type { Committed } from "./Notifier.js"
 import type { JournalEvent } from "./Storage.js"
 import * as SyncWire from "./SyncWire.js"
 import type { TransportServer } from "./Transport.js"
@@ -46,6 +52,13 @@ export interface TopicLease {
 }
 
 const NO_TAGS: Array<never> = []
+
+/** `events` start right after `lastPublished` and have no hole. */
+const follows = (events: ReadonlyArray<JournalEvent>, lastPublished: bigint) => {
+  if (events.length === 0 || events[0]!.watermark !== lastPublished + 1n) return false
+  for (let i = 1; i < events.length; i++) if (events[i]!.watermark !== events[i - 1]!.watermark + 1n) return false
+  return true
+}
 
 export interface HubOptions {
   readonly journal: Journal["Type"]
@@ -144,14 +157,27 @@ export class Hub {
     return out
   }
 
-  /** New commits on these topics (from this node or another). */
-  wake(topics: Iterable<string>) {
+  /** New commits on these topics (from this node or another), with their events when this node wrote them. */
+  wake(topics: Iterable<string>, committed?: Committed) {
+    let publishStart = 0
     for (const topic of topics) {
       const state = this.topics.get(topic)
       if (state === undefined) continue
-      if (state.ready) this.pending.add(topic)
-      else state.wokenEarly = true
+      if (!state.ready) {
+        state.wokenEarly = true
+        continue
+      }
+      const events = committed?.get(topic)
+      if (events !== undefined && follows(events, state.lastPublished)) {
+        if (publishStart === 0) publishStart = performance.now()
+        const last = events[events.length - 1]!.watermark
+        this.publish(topic, state, events, last)
+        state.lastPublished = last
+        continue
+      }
+      this.pending.add(topic)
     }
+    if (publishStart !== 0) Metrics.fanoutPublishSeconds.unsafeUpdate((performance.now() - publishStart) / 1000, NO_TAGS)
     this.schedule()
   }
 
@@ -214,8 +240,12 @@ export class Hub {
           this.options.onGap(topic)
           continue
         }
-        if (result.events.length > 0) this.publish(topic, state, result.events, result.head)
-        state.lastPublished = result.next
+        // Committed events handed over while this read ran may already be published.
+        const fresh = result.events.length > 0 && result.events[0]!.watermark <= state.lastPublished
+          ? result.events.filter((e) => e.watermark > state.lastPublished)
+          : result.events
+        if (fresh.length > 0) this.publish(topic, state, fresh, result.head)
+        if (result.next > state.lastPublished) state.lastPublished = result.next
         if (!result.complete) this.pending.add(topic)
       }
       Metrics.fanoutPublishSeconds.unsafeUpdate((performance.now() - publishStart) / 1000, NO_TAGS)

@@ -4,7 +4,9 @@
 //
 // A wake-up is a hint, never the data: the database is the delivery authority, and the hub also
 // polls the heads of its active topics, so a lost notification (a crashed notifier, a dropped
-// LISTEN connection) only delays delivery until the next poll.
+// LISTEN connection) only delays delivery until the next poll. On the committing node a wake-up
+// may carry the committed events themselves (`committed`): that node's hub publishes them without
+// reading them back when they follow what it already published. Other nodes get the topics only.
 //
 // Adapters: in memory (one node), and Postgres LISTEN/NOTIFY (several nodes on one database;
 // needs a LISTEN-capable connection, so not through a transaction-pooling proxy). Wake-ups are
@@ -19,6 +21,7 @@ import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { SqlNotify } from "@openagents/sql-pglite"
+import type { JournalEvent } from "./Storage.js"
 import type { RevocationReasonName } from "./SyncWire.js"
 
 export interface Revocation {
@@ -27,8 +30,11 @@ export interface Revocation {
   readonly reason: RevocationReasonName
 }
 
+/** Events a commit on this node wrote, per topic, in watermark order: only ever passed locally. */
+export type Committed = ReadonlyMap<string, ReadonlyArray<JournalEvent>>
+
 export interface Listener {
-  readonly wake: (topics: ReadonlyArray<string>) => void
+  readonly wake: (topics: ReadonlyArray<string>, committed?: Committed) => void
   readonly revoke: (revocation: Revocation) => void
   /**
    * The node was deaf for a while (its LISTEN connection died and was reopened): wake-ups and
@@ -38,8 +44,11 @@ export interface Listener {
 }
 
 export interface NotifierService {
-  /** Announce new commits on `topics` to every node. Call after the commit. */
-  readonly wake: (topics: Iterable<string>) => Effect.Effect<void>
+  /**
+   * Announce new commits on `topics` to every node. Call after the commit, with the events it
+   * wrote when they are at hand (this node's listeners get them; other nodes read).
+   */
+  readonly wake: (topics: Iterable<string>, committed?: Committed) => Effect.Effect<void>
   /** Announce a revocation to every node. */
   readonly revoke: (revocation: Revocation) => Effect.Effect<void>
   /** Receive wake-ups and revocations (this node's and other nodes'); unregisters when the scope closes. */
@@ -52,8 +61,8 @@ const makeLocal = () => {
   const listeners = new Set<Listener>()
   return {
     listeners,
-    deliverWake: (topics: ReadonlyArray<string>) => {
-      for (const l of listeners) l.wake(topics)
+    deliverWake: (topics: ReadonlyArray<string>, committed?: Committed) => {
+      for (const l of listeners) l.wake(topics, committed)
     },
     deliverRevoke: (revocation: Revocation) => {
       for (const l of listeners) l.revoke(revocation)
@@ -70,7 +79,7 @@ const makeLocal = () => {
 export const layerMemory: Layer.Layer<Notifier> = Layer.sync(Notifier, () => {
   const local = makeLocal()
   return {
-    wake: (topics) => Effect.sync(() => local.deliverWake([...topics])),
+    wake: (topics, committed) => Effect.sync(() => local.deliverWake([...topics], committed)),
     revoke: (revocation) => Effect.sync(() => local.deliverRevoke(revocation)),
     listen: local.listen
   }
@@ -190,11 +199,11 @@ export const layerPostgresWith = (options: PostgresOptions = {}): Layer.Layer<No
     yield* probe.pipe(Effect.repeat(Schedule.spaced(`${probeIntervalMs} millis`)), Effect.forkScoped)
 
     return {
-      wake: (topics) =>
+      wake: (topics, committed) =>
         Effect.sync(() => {
           const list = [...topics]
           if (list.length === 0) return
-          local.deliverWake(list)
+          local.deliverWake(list, committed)
           for (const t of list) pending.add(t)
           if (!scheduled) {
             scheduled = true

@@ -715,7 +715,7 @@ export const make = (
         }))
       }
     }
-    yield* notifier.listen({ wake: (topics) => hub.wake(topics), revoke: onRevoke, resync: onResync })
+    yield* notifier.listen({ wake: (topics, committed) => hub.wake(topics, committed), revoke: onRevoke, resync: onResync })
 
     // ---------------------------------------------------------------------------------------
     // Transport

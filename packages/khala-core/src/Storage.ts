@@ -129,6 +129,13 @@ export interface KhalaStorageService {
   readonly listCheckpoints: (projectionName: string, afterEntityId: string, limit: number) => Effect.Effect<ReadonlyArray<Checkpoint>, JournalStorageError>
   /** Whether the current fiber runs inside a transaction of this storage (ours or a caller's). */
   readonly inTransaction: Effect.Effect<boolean>
+  /**
+   * How deep the current fiber is in this storage's transactions: 0 in the outermost, more inside
+   * a nested one that can roll back on its own (a savepoint), undefined outside any. Optional: the
+   * Publisher hands a transaction's events to the local hub only when it can tell that they were
+   * written at depth 0 of a transaction it committed.
+   */
+  readonly transactionDepth?: Effect.Effect<number | undefined> | undefined
   /** Run `effect` atomically (SQL: a transaction, joining the caller's if there is one). */
   readonly transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | JournalStorageError, R>
 }

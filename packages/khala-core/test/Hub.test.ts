@@ -3,6 +3,8 @@ import * as Effect from "effect/Effect"
 import { describe, expect, it } from "vitest"
 import { Hub } from "../src/Hub.js"
 import type { Journal } from "../src/Journal.js"
+import type { JournalEvent } from "../src/Storage.js"
+import * as SyncWire from "../src/SyncWire.js"
 import type { Transport } from "../src/index.js"
 
 const topic = "runtime.run_summaries:user:u1"
@@ -61,6 +63,68 @@ describe("Hub", () => {
     expect(hub.activeTopics()).toEqual([topic])
     hub.release(second)
     expect(hub.activeTopics()).toEqual([])
+  })
+
+  it("publishes a local commit's events without reading them when they follow what was published; a read overlapping that sends only what is beyond it; a hole is read", async () => {
+    const stored: Array<JournalEvent> = []
+    const event = (w: number): JournalEvent => ({
+      topic, watermark: BigInt(w), docKey: `d${w}`, docVersion: 1n, payload: "{}", payloadHash: new Uint8Array(32), payloadBytes: 2, insertedAt: new Date()
+    })
+    let readDelayMs = 0
+    const reads: Array<bigint> = []
+    const journal = {
+      epoch: "ep_test",
+      position: () => Effect.sync(() => ({ head: BigInt(stored.length), floor: 0n })),
+      readMany: (rs: ReadonlyArray<{ topic: string; after: bigint }>) =>
+        Effect.flatMap(Effect.sleep(`${readDelayMs} millis`), () =>
+          Effect.sync(() => {
+            const out = new Map()
+            for (const r of rs) {
+              reads.push(r.after)
+              const events = stored.filter((e) => e.watermark > r.after)
+              const head = BigInt(stored.length)
+              out.set(r.topic, { topic: r.topic, events, head, floor: 0n, next: events.at(-1)?.watermark ?? r.after, complete: true })
+            }
+            return out
+          }))
+    } as unknown as Journal["Type"]
+    const sent: Array<bigint> = []
+    const transport = () => ({
+      publish: (_t: string, _f: string, data: Uint8Array) => {
+        for (const u of SyncWire.decodeServerFrame(data).message.updates as Array<any>) sent.push(u.watermark)
+      }
+    }) as unknown as Transport.TransportServer
+    const hub = new Hub({ journal, transport, run: (e) => void Effect.runFork(e), onGap: () => {} })
+    const lease = await hub.activate(topic)
+    hub.joined(lease, "binary")
+    const commit = (...ws: Array<number>) => {
+      const events = ws.map(event)
+      stored.push(...events)
+      return events
+    }
+    // 1, 2: handed over, published at once, nothing read.
+    hub.wake([topic], new Map([[topic, commit(1, 2)]]))
+    expect(sent).toEqual([1n, 2n])
+    expect(reads).toEqual([])
+    // 3 is announced without its events (another node's commit): read, slowly; meanwhile 4, 5 are
+    // committed here and handed over — they do not follow 2, so they wait for the read …
+    readDelayMs = 30
+    commit(3)
+    hub.wake([topic])
+    await new Promise((r) => setTimeout(r, 5))
+    hub.wake([topic], new Map([[topic, commit(4, 5)]]))
+    expect(sent).toEqual([1n, 2n])
+    await new Promise((r) => setTimeout(r, 100))
+    expect(sent).toEqual([1n, 2n, 3n, 4n, 5n])
+    // … and a read in flight when a following hand-over lands publishes only what is beyond it.
+    commit(6)
+    hub.wake([topic])
+    await new Promise((r) => setTimeout(r, 5))
+    hub.wake([topic], new Map([[topic, [event(6)]]]))
+    expect(sent).toEqual([1n, 2n, 3n, 4n, 5n, 6n])
+    await new Promise((r) => setTimeout(r, 100))
+    expect(sent).toEqual([1n, 2n, 3n, 4n, 5n, 6n])
+    expect(hub.lastPublished(lease)).toBe(6n)
   })
 
   it("a head below what was published (the database lost commits) is reported, and reset() makes every lease inert", async () => {

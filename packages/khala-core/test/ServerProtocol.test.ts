@@ -1,7 +1,7 @@
 // Protocol rules of the Khala server: auth, token lifetime, revocation, heartbeats, gates,
 // limits, bad input, staleness, the JSON subprotocol, slow consumers, snapshots and metrics.
 import { fromBinary } from "@bufbuild/protobuf"
-import { Retention, SyncToken, Topic, UwsTransport, WsTransport } from "@openagents/khala-core"
+import { Journal, Notifier, Retention, SyncToken, Topic, UwsTransport, WsTransport } from "@openagents/khala-core"
 import { TestClient } from "@openagents/khala-core/testing"
 import { Prometheus } from "@openagents/host-kit"
 import { FrameKind, SnapshotResponseSchema, StaleReason, SyncErrorCode } from "@openagents/proto/sync/v1"
@@ -282,12 +282,20 @@ describe("Khala server protocol", () => {
     await client.subscribe([topic])
     const read0 = value("khala_fanout_read_seconds_total")
     const publish0 = value("khala_fanout_publish_seconds_total")
+    // A commit through this node's Publisher: its events are handed to the hub, nothing is read back.
     await h.publish(topic, [{ docKey: "n", docVersion: 1, payload: { text: "live" } }])
     await client.until(topic, 1n)
+    const publish1 = value("khala_fanout_publish_seconds_total")
+    expect(publish1).toBeGreaterThan(Number.isNaN(publish0) ? 0 : publish0)
+    expect(value("khala_fanout_read_seconds_total")).toEqual(read0)
+    // A commit announced without its events (another node's): the hub reads it.
+    await h.run(Effect.flatMap(Journal.Journal, (j) => j.publish(topic, [{ docKey: "n", docVersion: 2, payload: { text: "read" } }])))
+    await h.run(Effect.flatMap(Notifier.Notifier, (n) => n.wake([topic])))
+    await client.until(topic, 2n)
     // Counted once the pass ended (it may end just after the frame arrived).
-    for (let i = 0; i < 50 && !(value("khala_fanout_publish_seconds_total") > (Number.isNaN(publish0) ? 0 : publish0)); i++) await sleep(10)
+    for (let i = 0; i < 50 && !(value("khala_fanout_publish_seconds_total") > publish1); i++) await sleep(10)
     expect(value("khala_fanout_read_seconds_total")).toBeGreaterThan(Number.isNaN(read0) ? 0 : read0)
-    expect(value("khala_fanout_publish_seconds_total")).toBeGreaterThan(Number.isNaN(publish0) ? 0 : publish0)
+    expect(value("khala_fanout_publish_seconds_total")).toBeGreaterThan(publish1)
     await client.close()
   })
 

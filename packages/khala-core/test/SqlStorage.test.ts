@@ -2,7 +2,7 @@
 // in commit order under real concurrency, and the epoch is fixed per database.
 import { describe, expect, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Journal, SqlStorage } from "@openagents/khala-core"
+import { Journal, Notifier, Publisher, SqlStorage } from "@openagents/khala-core"
 import { JournalSuite } from "@openagents/khala-core/testing/vitest"
 import * as SqlTesting from "@openagents/sql-pglite/testing"
 import * as Deferred from "effect/Deferred"
@@ -91,6 +91,32 @@ for (const engine of SqlTesting.engines()) {
           yield* sql`UPDATE runtime.sync_journal_meta SET epoch = ${before}`
           expect(yield* journal.refreshEpoch).toBe(true)
           expect(journal.epoch).toBe(before)
+        }))
+
+      it.effect("the Publisher hands a commit's events to this node's hub only when they are committed: not from a savepoint, nor from inside a caller's transaction", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const wakes: Array<ReadonlyArray<bigint> | undefined> = []
+          const notifier: Notifier.NotifierService = {
+            wake: (_topics, committed) => Effect.sync(() => void wakes.push(committed === undefined ? undefined : [...committed.values()].flat().map((e) => e.watermark))),
+            revoke: () => Effect.void,
+            listen: () => Effect.void
+          }
+          const publisher = yield* Publisher.make.pipe(Effect.provideService(Notifier.Notifier, notifier))
+          const topic = JournalSuite.freshTopic("suite.events")
+          const entry = (key: string) => [{ docKey: key, docVersion: 1, payload: { key } }]
+          yield* publisher.append(topic, entry("a"))
+          yield* publisher.transaction(Effect.zipRight(publisher.append(topic, entry("b")), publisher.append(topic, entry("c"))))
+          // A savepoint that rolls back while the transaction commits: its watermark is reused.
+          yield* publisher.transaction(Effect.gen(function*() {
+            yield* Effect.either(sql.withTransaction(Effect.zipRight(publisher.append(topic, entry("lost")), Effect.fail("no"))))
+            yield* publisher.append(topic, entry("d"))
+          }))
+          // Ours is only a savepoint of the caller's transaction: nothing is committed when it ends.
+          yield* sql.withTransaction(publisher.transaction(publisher.append(topic, entry("e"))))
+          expect(wakes).toEqual([[1n], [2n, 3n], undefined, undefined])
+          const events = yield* JournalSuite.readAll(topic, 0n)
+          expect(events.map((e) => [e.watermark, e.docKey])).toEqual([[1n, "a"], [2n, "b"], [3n, "c"], [4n, "d"], [5n, "e"]])
         }))
 
       it.effect("reads each payload's UTF-8 right even when a row's payload_bytes is wrong", () =>

@@ -206,6 +206,8 @@ export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
           .slice(0, limit)
       )),
     inTransaction: FiberRef.get(inTransaction),
+    // A nested transaction is the outer one here (no savepoints: it commits or rolls back with it).
+    transactionDepth: Effect.map(FiberRef.get(inTransaction), (inside) => (inside ? 0 : undefined)),
     transaction: (effect) =>
       Effect.flatMap(FiberRef.get(inTransaction), (inside) =>
         inside

@@ -439,6 +439,7 @@ export const make: Effect.Effect<KhalaStorageService, SqlError, SqlClient.SqlCli
         Effect.mapError(storageError("list checkpoints"))
       ),
     inTransaction,
+    transactionDepth: Effect.map(Effect.serviceOption(SqlClient.TransactionConnection), (o) => (o._tag === "Some" ? o.value[1] : undefined)),
     // Nested inside a caller's transaction this is a savepoint, so a failed block is undone
     // without aborting the caller.
     transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
