@@ -8,6 +8,11 @@
 // (`sessionRevoked`, `deviceRevoked`) for what was revoked while this node was not listening
 // (before it started, or while its LISTEN connection was down). A durable lookup that fails makes
 // the verdict "unknown": callers refuse the token, retryably (fail closed).
+//
+// A revoked session is refused whatever its tokens. A revoked device is refused only for tokens
+// issued before its revocation: the device may sign in again (a new session, new tokens), and a
+// device id that several users share (a client that sends none gets its client's name) does not
+// lock the others out beyond the tokens they held then.
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -24,8 +29,11 @@ export interface RevocationsOptions {
   readonly ttlMs?: number | undefined
   /** The durable record of revoked sessions (the runtime's `runtime.revoked_sessions`). */
   readonly sessionRevoked?: ((sessionId: string) => Effect.Effect<boolean, unknown>) | undefined
-  /** The durable record of revoked devices (the runtime's `runtime.revoked_devices`). */
-  readonly deviceRevoked?: ((deviceId: string) => Effect.Effect<boolean, unknown>) | undefined
+  /**
+   * The durable record of revoked devices (the runtime's `runtime.revoked_devices`): whether the
+   * device was revoked at or after `issuedAtSeconds` (a token's `iat`).
+   */
+  readonly deviceRevoked?: ((deviceId: string, issuedAtSeconds: number) => Effect.Effect<boolean, unknown>) | undefined
 }
 
 export interface RevocationsService {
@@ -47,13 +55,13 @@ export const DEFAULT_TTL_MS = 15 * 60_000
 export const makeStore = (options: RevocationsOptions = {}): RevocationsService => {
   const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS
   const sessions = new Map<string, { until: number; reason: RevocationReasonName }>()
-  const devices = new Map<string, { until: number; reason: RevocationReasonName }>()
+  const devices = new Map<string, { until: number; reason: RevocationReasonName; at: number }>()
   const reasonOf = (principal: SyncPrincipal) => {
     const now = Date.now()
     const s = sessions.get(principal.sessionId)
     if (s !== undefined && s.until > now) return s.reason
     const d = devices.get(principal.deviceId)
-    if (d !== undefined && d.until > now) return d.reason
+    if (d !== undefined && d.until > now && principal.issuedAt * 1000 <= d.at) return d.reason
     return undefined
   }
   const { deviceRevoked, sessionRevoked } = options
@@ -63,13 +71,14 @@ export const makeStore = (options: RevocationsOptions = {}): RevocationsService 
       Effect.map(
         Effect.all([
           sessionRevoked === undefined ? Effect.succeed(false) : sessionRevoked(principal.sessionId),
-          deviceRevoked === undefined ? Effect.succeed(false) : deviceRevoked(principal.deviceId)
+          deviceRevoked === undefined ? Effect.succeed(false) : deviceRevoked(principal.deviceId, principal.issuedAt)
         ], { concurrency: 2 }),
         ([session, device]) => session || device
       )
   return {
     add: (revocation) => {
-      const entry = { until: Date.now() + ttlMs, reason: revocation.reason }
+      const now = Date.now()
+      const entry = { until: now + ttlMs, reason: revocation.reason, at: now }
       for (const id of revocation.sessionIds) sessions.set(id, entry)
       for (const id of revocation.deviceIds) devices.set(id, entry)
     },

@@ -85,8 +85,11 @@ export interface ServerOptions {
    * 4005 (reconnect), at hello and at refresh alike.
    */
   readonly sessionRevoked?: ((sessionId: string) => Effect.Effect<boolean, unknown>) | undefined
-  /** The durable record of revoked devices, consulted like `sessionRevoked`. */
-  readonly deviceRevoked?: ((deviceId: string) => Effect.Effect<boolean, unknown>) | undefined
+  /**
+   * The durable record of revoked devices, consulted like `sessionRevoked`: whether the device was
+   * revoked at or after `issuedAtSeconds` (the token's `iat`; later tokens are a new sign-in).
+   */
+  readonly deviceRevoked?: ((deviceId: string, issuedAtSeconds: number) => Effect.Effect<boolean, unknown>) | undefined
 }
 
 export interface KhalaServer {

@@ -100,7 +100,8 @@ export interface RevokedSessionsService {
   readonly isRevoked: (sessionId: string) => Effect.Effect<boolean, Errors.RuntimeError>
   /** Remember `deviceIds` until `ttlMs` from now (an existing longer entry is kept). */
   readonly revokeDevices: (deviceIds: ReadonlyArray<string>, reason: string, ttlMs: number) => Effect.Effect<void, Errors.RuntimeError>
-  readonly isDeviceRevoked: (deviceId: string) => Effect.Effect<boolean, Errors.RuntimeError>
+  /** Whether `deviceId` was revoked at or after `issuedAtSeconds` (a token's iat), and the entry holds. */
+  readonly isDeviceRevoked: (deviceId: string, issuedAtSeconds: number) => Effect.Effect<boolean, Errors.RuntimeError>
   /** Forget entries (sessions and devices) that have expired. */
   readonly prune: Effect.Effect<number, Errors.RuntimeError>
 }
@@ -120,7 +121,8 @@ export const layerRevokedSessionsSql: Layer.Layer<RevokedSessions, never, SqlCli
           (id) =>
             sql`INSERT INTO ${sql(`runtime.${table}`)} (${sql(column)}, reason, expires_at)
                 VALUES (${id}, ${reason}, now() + ${`${Math.ceil(ttlMs)} milliseconds`}::interval)
-                ON CONFLICT (${sql(column)}) DO UPDATE SET expires_at = GREATEST(${sql(`runtime.${table}`)}.expires_at, EXCLUDED.expires_at)`,
+                ON CONFLICT (${sql(column)}) DO UPDATE SET expires_at = GREATEST(${sql(`runtime.${table}`)}.expires_at, EXCLUDED.expires_at),
+                  revoked_at = EXCLUDED.revoked_at, reason = EXCLUDED.reason`,
           { discard: true }
         ).pipe(sql.withTransaction, Effect.mapError(storageFailure))
     const held = (table: "revoked_sessions" | "revoked_devices", column: "session_id" | "device_id", id: string) =>
@@ -136,7 +138,13 @@ export const layerRevokedSessionsSql: Layer.Layer<RevokedSessions, never, SqlCli
       revoke: (sessionIds, reason, ttlMs) => remember("revoked_sessions", "session_id", sessionIds, reason, ttlMs),
       isRevoked: (sessionId) => held("revoked_sessions", "session_id", sessionId),
       revokeDevices: (deviceIds, reason, ttlMs) => remember("revoked_devices", "device_id", deviceIds, reason, ttlMs),
-      isDeviceRevoked: (deviceId) => held("revoked_devices", "device_id", deviceId),
+      // Only tokens issued before the (latest) revocation: a new sign-in on the device is not refused.
+      isDeviceRevoked: (deviceId, issuedAtSeconds) =>
+        sql<{ one: number }>`SELECT 1 AS one FROM runtime.revoked_devices
+          WHERE device_id = ${deviceId} AND expires_at > now() AND revoked_at >= to_timestamp(${issuedAtSeconds})`.pipe(
+          Effect.map((rows) => rows.length > 0),
+          Effect.mapError(storageFailure)
+        ),
       prune: Effect.zipWith(pruneOne("revoked_sessions"), pruneOne("revoked_devices"), (a, b) => a + b).pipe(Effect.mapError(storageFailure))
     } satisfies RevokedSessionsService
   })
@@ -144,29 +152,31 @@ export const layerRevokedSessionsSql: Layer.Layer<RevokedSessions, never, SqlCli
 
 export const layerRevokedSessionsMemory: Layer.Layer<RevokedSessions> = Layer.sync(RevokedSessions, () => {
   const sessions = new Map<string, number>()
-  const devices = new Map<string, number>()
-  const remember = (until: Map<string, number>, ids: ReadonlyArray<string>, ttlMs: number) =>
-    Effect.sync(() => {
-      const t = Date.now() + ttlMs
-      for (const id of ids) until.set(id, Math.max(until.get(id) ?? 0, t))
-    })
-  const held = (until: Map<string, number>, id: string) => Effect.sync(() => (until.get(id) ?? 0) > Date.now())
-  const pruneOne = (until: Map<string, number>) => {
-    let n = 0
-    for (const [id, t] of until) {
-      if (t <= Date.now()) {
-        until.delete(id)
-        n++
-      }
-    }
-    return n
-  }
+  const devices = new Map<string, { until: number; at: number }>()
   return {
-    revoke: (ids, _reason, ttlMs) => remember(sessions, ids, ttlMs),
-    isRevoked: (id) => held(sessions, id),
-    revokeDevices: (ids, _reason, ttlMs) => remember(devices, ids, ttlMs),
-    isDeviceRevoked: (id) => held(devices, id),
-    prune: Effect.sync(() => pruneOne(sessions) + pruneOne(devices))
+    revoke: (ids, _reason, ttlMs) =>
+      Effect.sync(() => {
+        const t = Date.now() + ttlMs
+        for (const id of ids) sessions.set(id, Math.max(sessions.get(id) ?? 0, t))
+      }),
+    isRevoked: (id) => Effect.sync(() => (sessions.get(id) ?? 0) > Date.now()),
+    revokeDevices: (ids, _reason, ttlMs) =>
+      Effect.sync(() => {
+        const now = Date.now()
+        for (const id of ids) devices.set(id, { until: Math.max(devices.get(id)?.until ?? 0, now + ttlMs), at: now })
+      }),
+    isDeviceRevoked: (id, issuedAtSeconds) =>
+      Effect.sync(() => {
+        const d = devices.get(id)
+        return d !== undefined && d.until > Date.now() && issuedAtSeconds * 1000 <= d.at
+      }),
+    prune: Effect.sync(() => {
+      const now = Date.now()
+      let n = 0
+      for (const [id, t] of sessions) if (t <= now && sessions.delete(id)) n++
+      for (const [id, d] of devices) if (d.until <= now && devices.delete(id)) n++
+      return n
+    })
   }
 })
 
