@@ -257,6 +257,9 @@ export class Hub {
   poll = Effect.suspend(() => {
     const topics = this.activeTopics()
     if (topics.length === 0) return Effect.void
+    // What was published when the heads were asked for: a pass may publish more meanwhile, and a
+    // head read before that is not a head that moved back.
+    const before = new Map(topics.map((t) => [t, this.topics.get(t)!.lastPublished]))
     return this.options.journal.positions(topics).pipe(
       Effect.map((positions) => {
         const moved: Array<string> = []
@@ -265,7 +268,7 @@ export class Hub {
           const state = this.topics.get(topic)
           if (state === undefined) continue
           if (position.head > state.lastPublished) moved.push(topic)
-          else if (position.head < state.lastPublished) rewound ??= topic
+          else if (position.head < state.lastPublished && position.head < (before.get(topic) ?? 0n)) rewound ??= topic
         }
         this.wake(moved)
         if (rewound !== undefined) this.options.onRewind?.(rewound)

@@ -195,25 +195,36 @@ export const make = (
     // A new journal epoch (the database was restored or failed over, and commits this node
     // published may be gone, their watermarks to be reused): what the hub published and every
     // cursor of the old epoch are void. The hub starts over and every client resumes, which
-    // refuses its cursors as epoch_mismatch, so it refetches snapshots. One check at a time.
+    // refuses its cursors as epoch_mismatch, so it refetches snapshots. One check at a time; one
+    // asked for meanwhile runs after it (the running one may be stuck on a dying connection while
+    // the reason to check again — a reopened LISTEN connection — comes from the new primary).
     let checkingEpoch = false
-    const checkEpoch = Effect.suspend(() => {
-      if (checkingEpoch) return Effect.void
+    let checkAgain = false
+    const checkOnce = journal.refreshEpoch.pipe(
+      Effect.timeout("10 seconds"),
+      Effect.flatMap((changed) =>
+        changed
+          ? Effect.sync(() => {
+            hub.reset()
+            for (const c of [...conns]) closeNow(c, SyncCloseCode.SERVER_RESTART, "journal epoch changed: resume")
+          }).pipe(Effect.zipRight(Effect.logWarning(`khala: the journal epoch changed to ${journal.epoch}: every connection was closed to resume`)))
+          : Effect.void
+      ),
+      Effect.catchAllCause((cause) => Effect.logWarning("khala: checking the journal epoch failed; retrying at the next check", cause))
+    )
+    const checkEpoch: Effect.Effect<void> = Effect.suspend(() => {
+      if (checkingEpoch) {
+        checkAgain = true
+        return Effect.void
+      }
       checkingEpoch = true
-      return journal.refreshEpoch.pipe(
-        Effect.flatMap((changed) =>
-          changed
-            ? Effect.sync(() => {
-              hub.reset()
-              for (const c of [...conns]) closeNow(c, SyncCloseCode.SERVER_RESTART, "journal epoch changed: resume")
-            }).pipe(Effect.zipRight(Effect.logWarning(`khala: the journal epoch changed to ${journal.epoch}: every connection was closed to resume`)))
-            : Effect.void
-        ),
-        Effect.catchAllCause((cause) => Effect.logWarning("khala: checking the journal epoch failed; retrying at the next check", cause)),
-        Effect.ensuring(Effect.sync(() => {
-          checkingEpoch = false
-        }))
-      )
+      const loop: Effect.Effect<void> = Effect.suspend(() => {
+        checkAgain = false
+        return Effect.zipRight(checkOnce, Effect.suspend(() => (checkAgain ? loop : Effect.void)))
+      })
+      return loop.pipe(Effect.ensuring(Effect.sync(() => {
+        checkingEpoch = false
+      })))
     })
 
     const hub = new Hub({

@@ -150,26 +150,32 @@ const failoverScenario = async (h: Harness, topic: string, user: string, trigger
   const oldEpoch = (await live.next((f) => f.kind === FrameKind.UPDATE_BATCH && f.message.updates.length > 0)).message.headWatermarks[0].epoch as string
   expect(oldEpoch).toMatch(/^ep_/)
   await h.run(loseLastCommit(topic))
+  // The writers go on at once: watermark 3 is allocated again, to another document, then 4. The
+  // head is past what the node published, so nothing looks moved back: only the epoch check under
+  // test can tell (meanwhile the live subscriber gets 4 and never the reused 3).
+  await h.publish(topic, [{ docKey: "reused", docVersion: 1, payload: { n: 3 } }])
+  await h.publish(topic, [{ docKey: "after", docVersion: 1, payload: { n: 4 } }])
   await trigger()
   // The node learns the new epoch: its sockets are closed to resume.
   const closed = await Promise.race([live.closed, sleep(10_000).then(() => undefined)])
   expect(closed?.code).toBe(SyncWire.SyncCloseCode.SERVER_RESTART)
-  // The writers go on: the lost watermark 3 is allocated again, to another document.
-  await h.publish(topic, [{ docKey: "new", docVersion: 1, payload: { n: 4 } }])
   const again = await TestClient.connect(h.url)
   await again.hello(await tokenFor(user))
-  // The old cursor is refused (without the new epoch it would resume at 3 and miss "new" forever).
-  const refused = await again.subscribe([topic], "old", { resumeAfter: [{ topic, watermark: 3n, epoch: oldEpoch }] })
+  // The old cursor is refused (without the new epoch it would resume past "reused" forever).
+  const cursor = live.lastApplied.get(topic)!
+  const refused = await again.subscribe([topic], "old", { resumeAfter: [{ topic, watermark: cursor, epoch: oldEpoch }] })
   expect(refused.kind).toBe(FrameKind.ERROR)
   expect(refused.message.details.value.staleTopics[0].reasons).toEqual([StaleReason.EPOCH_MISMATCH])
-  // From scratch, in the new epoch: the history the database has now.
+  // From scratch, in the new epoch: the history the database has now, then live.
   const fresh = await again.subscribe([topic], "fresh")
   expect(fresh.kind).toBe(FrameKind.SUBSCRIBED)
-  await again.until(topic, 3n)
-  expect(again.applied.get(topic)!.map((u) => u.docKey)).toEqual(["kept", "kept", "new"])
+  await again.until(topic, 4n)
   const batch = await again.next((f) => f.kind === FrameKind.UPDATE_BATCH && f.message.updates.length > 0)
   expect(batch.message.headWatermarks[0].epoch).toMatch(/^ep_/)
   expect(batch.message.headWatermarks[0].epoch).not.toBe(oldEpoch)
+  await h.publish(topic, [{ docKey: "live", docVersion: 1, payload: { n: 5 } }])
+  await again.until(topic, 5n)
+  expect(again.applied.get(topic)!.map((u) => u.docKey)).toEqual(["kept", "kept", "reused", "after", "live"])
   await again.close()
 }
 

@@ -174,8 +174,12 @@ const columns = (entries: ReadonlyArray<PreparedEntry>) => ({
  */
 export const renewEpochIfRestored: Effect.Effect<void, SqlError, SqlClient.SqlClient> = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
+  // The timeline of the WAL being written, not pg_control_checkpoint()'s: that one changes only
+  // when the first checkpoint after a promotion completes, minutes after the new primary serves.
+  // (A standby cannot name its WAL file; it writes nothing, and its checkpoint's timeline is kept.)
   const [current] = yield* sql<{ cluster: string }>`SELECT (SELECT system_identifier::text FROM pg_control_system()) || ':' ||
-    (SELECT timeline_id::text FROM pg_control_checkpoint()) AS cluster`
+    CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id::text FROM pg_control_checkpoint())
+    ELSE (('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int)::text END AS cluster`
   if (current?.cluster == null) return
   yield* sql.withTransaction(Effect.gen(function*() {
     const [meta] = yield* sql<{ epoch: string; cluster: string | null }>`SELECT epoch, cluster FROM runtime.sync_journal_meta FOR UPDATE`
