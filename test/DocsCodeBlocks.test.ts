@@ -254,6 +254,12 @@ describe("the docs test's own matchers", () => {
     expect(appearsIn("SELECT 'a' FROM t WHERE k = $1", commented)).toBe(true)
     expect(appearsIn("SELECT 'b''s' FROM u", commented)).toBe(true)
     expect(appearsIn("SELECT 'b' FROM t", commented)).toBe(false)
+    // Nor is a `//` or `/*` inside a string.
+    const strings = `fetch("http://x/a", { method: "GET" }); glob("packages/*/src"); run(1) /* done */`
+    expect(appearsIn(`fetch("http://x/a", { method: "GET" })`, strings)).toBe(true)
+    expect(appearsIn(`fetch("http://x/a", { method: "DELETE" })`, strings)).toBe(false)
+    expect(appearsIn(`glob("packages/*/src"); run(1)`, strings)).toBe(true)
+    expect(appearsIn(`glob("packages/*/src"); run(2)`, strings)).toBe(false)
   })
 
   it("snippets compare regions modulo indentation", () => {

@@ -476,7 +476,8 @@ const INTERP = "\u0000interp"
 const VALUE = /^(\$[A-Za-z0-9_]+|\d+(\.\d+)?|[-+*/])$/
 
 /**
- * SQL-ish tokens: words, numbers, `$name` parameters, one-line '…' literals, single punctuation;
+ * SQL-ish tokens: words, numbers, `$name` parameters, one-line '…' and "…" literals (a `//` or
+ * `/*` inside one is not a comment), single punctuation;
  * `-- comments`, `// comments`, block comments and `::type` casts dropped (a comment's apostrophe
  * is not a quote); in a source file each `${…}` is one interpolation token; in an excerpt `…` is a
  * gap.
@@ -487,7 +488,10 @@ export const tokens = (text: string, side: "excerpt" | "source"): Array<string> 
   while (i < text.length) {
     const rest = text.slice(i)
     let m: RegExpExecArray | null
-    if (
+    if ((m = /^"(?:[^"\\\n]|\\.)*"/.exec(rest))) {
+      out.push(m[0])
+      i += m[0].length
+    } else if (
       (m = /^\s+/.exec(rest)) || (m = /^(--|\/\/)[^\n]*/.exec(rest)) || (m = /^\/\*[^]*?\*\//.exec(rest)) ||
       (m = /^::\s*[A-Za-z_][A-Za-z0-9_]*(\[\])?/.exec(rest))
     ) i += m[0].length
