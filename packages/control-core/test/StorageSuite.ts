@@ -320,6 +320,13 @@ export const storageSuite = (
           expect(yield* l402.findPaywall(a.id)).toMatchObject({ lastReconcileStatus: "failed", lastReconcileError: "health_check_failed", lastReconciledAtMs: NOW + 500 })
           yield* l402.upsertDeployment(intent(4, "applied", NOW + 250), [outcome(a.id, "applied", NOW + 600, NOW + 250), outcome(b.id, "applied", NOW + 600, NOW + 250)])
           for (const p of [a, b]) expect(yield* l402.findPaywall(p.id)).toMatchObject({ lastReconcileStatus: "applied", lastReconciledAtMs: NOW + 600, lastReconcileStartedAtMs: NOW + 250 })
+          // An intent id reused across runs (a paywall's own, stable while its reason is): the
+          // older run's late report leaves the newer run's record as it is.
+          const reused = { ...intent(5, "applied", NOW + 300), deploymentId: id("dep_paywall") }
+          yield* l402.upsertDeployment(reused)
+          const kept = yield* l402.upsertDeployment({ ...reused, status: "failed", updatedAtMs: NOW + 700, reconcileStartedAtMs: NOW + 290 })
+          expect(kept).toMatchObject({ status: "applied", reconcileStartedAtMs: NOW + 300 })
+          expect(yield* l402.upsertDeployment({ ...reused, status: "failed", updatedAtMs: NOW + 800, reconcileStartedAtMs: NOW + 300 })).toMatchObject({ status: "failed" })
         }))
 
       if (name !== "memory") {

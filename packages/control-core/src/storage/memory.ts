@@ -255,7 +255,9 @@ export const make = Effect.gen(function*() {
     upsertDeployment: (d, reconciled = []) =>
       sync(() => {
         const existing = state.deployments.get(d.deploymentId)
-        const next = existing === undefined ? d : { ...d, createdAtMs: existing.createdAtMs }
+        // A late report of an older run does not replace a later run's record of a reused id.
+        const older = existing?.reconcileStartedAtMs !== undefined && d.reconcileStartedAtMs !== undefined && d.reconcileStartedAtMs < existing.reconcileStartedAtMs
+        const next = existing === undefined ? d : older ? existing : { ...d, createdAtMs: existing.createdAtMs }
         state.deployments.set(d.deploymentId, next)
         for (const r of reconciled) {
           const p = state.paywalls.get(r.paywallId)

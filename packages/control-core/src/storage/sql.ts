@@ -582,7 +582,7 @@ export const makeL402: Effect.Effect<L402StorageService, never, SqlClient.SqlCli
 
     upsertDeployment: (d, reconciled = []) =>
       wrap("upsert deployment")(sql.withTransaction(Effect.gen(function*() {
-        const rows = yield* sql<Row>`INSERT INTO control.l402_control_plane_deployments ${
+        const rows = yield* sql<Row>`INSERT INTO control.l402_control_plane_deployments AS d ${
           sql.insert({
             deployment_id: d.deploymentId,
             paywall_id: nul(d.paywallId),
@@ -607,7 +607,11 @@ export const makeL402: Effect.Effect<L402StorageService, never, SqlClient.SqlCli
           applied_at_ms = EXCLUDED.applied_at_ms, rolled_back_from = EXCLUDED.rolled_back_from,
           failure_code = EXCLUDED.failure_code, paywall_ids = EXCLUDED.paywall_ids, updated_at_ms = EXCLUDED.updated_at_ms,
           reconcile_started_at_ms = EXCLUDED.reconcile_started_at_ms
+        -- A late report of an older run does not replace a later run's record of a reused id.
+        WHERE d.reconcile_started_at_ms IS NULL OR EXCLUDED.reconcile_started_at_ms IS NULL
+          OR d.reconcile_started_at_ms <= EXCLUDED.reconcile_started_at_ms
         RETURNING *`
+        const stored = rows[0] ?? (yield* sql<Row>`SELECT * FROM control.l402_control_plane_deployments WHERE deployment_id = ${d.deploymentId}`)[0]!
         if (reconciled.length > 0) {
           // Rows locked in id order (as any other multi-row writer must), then one statement for all.
           const ids = reconciled.map((r) => r.paywallId).sort()
@@ -626,7 +630,7 @@ export const makeL402: Effect.Effect<L402StorageService, never, SqlClient.SqlCli
             FROM jsonb_to_recordset(${statuses}::jsonb) AS s(paywall_id text, status text, error text, diagnostics jsonb, at_ms bigint, started_at_ms bigint)
             WHERE p.id = s.paywall_id AND (p.last_reconcile_started_at_ms IS NULL OR p.last_reconcile_started_at_ms <= s.started_at_ms)`
         }
-        return toDeployment(rows[0]!)
+        return toDeployment(stored)
       }))),
 
     insertGatewayEvent: (e) =>
