@@ -15,10 +15,12 @@
 // fiber, so a topic is never read twice at once. A poll of the active topics' heads catches
 // wake-ups that never arrived.
 //
-// A wake-up from a commit on this node may carry the events it wrote (Notifier `Committed`). When
-// they follow `lastPublished` without a hole, the hub publishes them at once and advances, in one
-// synchronous step as a pass does, and reads nothing; otherwise the topic is read. A pass whose
-// read overlaps such a step publishes only what is beyond `lastPublished` when it lands.
+// A wake-up from a commit on this node may carry the events it wrote (Notifier `Committed`). They
+// are taken up in a microtask (not on the committing fiber, so the writer neither waits for the
+// sends nor sees their failures): when they follow `lastPublished` without a hole, the hub
+// publishes them and advances, in one synchronous step as a pass does, and reads nothing;
+// otherwise, or if publishing them throws, the topic is read. A pass whose read overlaps such a
+// step publishes only what is beyond `lastPublished` when it lands.
 import * as Effect from "effect/Effect"
 import { StaleCursorError } from "./Errors.js"
 import type { Journal } from "./Journal.js"
@@ -149,6 +151,7 @@ export class Hub {
   reset() {
     this.topics.clear()
     this.pending.clear()
+    this.offers = []
   }
 
   activeTopics(): ReadonlyArray<string> {
@@ -159,7 +162,6 @@ export class Hub {
 
   /** New commits on these topics (from this node or another), with their events when this node wrote them. */
   wake(topics: Iterable<string>, committed?: Committed) {
-    let publishStart = 0
     for (const topic of topics) {
       const state = this.topics.get(topic)
       if (state === undefined) continue
@@ -168,16 +170,46 @@ export class Hub {
         continue
       }
       const events = committed?.get(topic)
-      if (events !== undefined && follows(events, state.lastPublished)) {
-        if (publishStart === 0) publishStart = performance.now()
-        const last = events[events.length - 1]!.watermark
-        this.publish(topic, state, events, last)
-        state.lastPublished = last
+      if (events === undefined || events.length === 0) {
+        this.pending.add(topic)
         continue
       }
-      this.pending.add(topic)
+      this.offers.push({ topic, state, events })
     }
-    if (publishStart !== 0) Metrics.fanoutPublishSeconds.unsafeUpdate((performance.now() - publishStart) / 1000, NO_TAGS)
+    if (this.offers.length > 0 && !this.offering) {
+      this.offering = true
+      queueMicrotask(this.takeOffers)
+    }
+    this.schedule()
+  }
+
+  /** Committed events handed over, in the order their wake-ups came. */
+  private offers: Array<{ readonly topic: string; readonly state: TopicState; readonly events: ReadonlyArray<JournalEvent> }> = []
+  private offering = false
+
+  private readonly takeOffers = () => {
+    this.offering = false
+    const offers = this.offers
+    this.offers = []
+    const publishStart = performance.now()
+    for (const { events, state, topic } of offers) {
+      // Dropped meanwhile (released, a gap, an epoch reset): nothing to publish to.
+      if (this.topics.get(topic) !== state) continue
+      if (!follows(events, state.lastPublished)) {
+        this.pending.add(topic)
+        continue
+      }
+      const last = events[events.length - 1]!.watermark
+      try {
+        this.publish(topic, state, events, last)
+        state.lastPublished = last
+      } catch {
+        // Read and published by the next pass instead (a format already sent is sent again:
+        // clients discard what they have).
+        this.pending.add(topic)
+      }
+    }
+    Metrics.fanoutPublishSeconds.unsafeUpdate((performance.now() - publishStart) / 1000, NO_TAGS)
     this.schedule()
   }
 

@@ -16,6 +16,8 @@ import fc from "fast-check"
 import * as Checkpoints from "./Checkpoints.js"
 import * as Errors from "./Errors.js"
 import * as Journal from "./Journal.js"
+import * as Notifier from "./Notifier.js"
+import * as Publisher from "./Publisher.js"
 import * as ReadModels from "./ReadModels.js"
 import * as Retention from "./Retention.js"
 import * as Snapshot from "./Snapshot.js"
@@ -173,6 +175,26 @@ export const run = <E>(name: string, storage: Layer.Layer<KhalaStorage, E>, opti
           const next = yield* journal.append(topic, docs(1, 5))
           expect(next.map((e) => e.watermark)).toEqual([2n])
           expect((yield* readAll(topic, 0n)).map((e) => e.watermark)).toEqual([1n, 2n])
+        }))
+
+      it.effect("the Publisher hands over only committed events: its own outermost transactions and lone publishes, not one nested in a caller's transaction that rolls back", () =>
+        Effect.gen(function*() {
+          const storage = yield* KhalaStorage
+          const wakes: Array<ReadonlyArray<bigint> | undefined> = []
+          const notifier: Notifier.NotifierService = {
+            wake: (_topics, committed) => Effect.sync(() => void wakes.push(committed === undefined ? undefined : [...committed.values()].flat().map((e) => e.watermark))),
+            revoke: () => Effect.void,
+            listen: () => Effect.void
+          }
+          const publisher = yield* Publisher.make.pipe(Effect.provideService(Notifier.Notifier, notifier))
+          const topic = freshTopic("suite.events")
+          yield* publisher.append(topic, docs(1))
+          yield* publisher.transaction(publisher.append(topic, docs(2, 2)))
+          const exit = yield* storage.transaction(Effect.zipRight(publisher.transaction(publisher.append(topic, docs(1, 9))), Effect.fail(new Rollback()))).pipe(Effect.exit)
+          expect(Exit.isFailure(exit)).toBe(true)
+          // The rolled-back event was announced (a harmless hint) but not handed over.
+          expect(wakes).toEqual([[1n], [2n, 3n], undefined])
+          expect((yield* readAll(topic, 0n)).map((e) => e.watermark)).toEqual([1n, 2n, 3n])
         }))
 
       it.effect("keeps watermarks unique and dense under 32 concurrent writers on one topic", () =>

@@ -203,12 +203,13 @@ export const layerPostgresWith = (options: PostgresOptions = {}): Layer.Layer<No
         Effect.sync(() => {
           const list = [...topics]
           if (list.length === 0) return
-          local.deliverWake(list, committed)
+          // Other nodes first: a local listener that throws must not keep them from hearing it.
           for (const t of list) pending.add(t)
           if (!scheduled) {
             scheduled = true
             setImmediate(flush)
           }
+          local.deliverWake(list, committed)
         }),
       revoke: (revocation) =>
         Effect.zipRight(

@@ -79,7 +79,10 @@ export const make: Effect.Effect<PublisherService, never, Journal | Notifier | K
         const outermost = Effect.map(depth, (d) => {
           if (d !== 0) written.certain = false
         })
-        return storage.transaction(Effect.zipRight(outermost, Effect.locally(effect, pending, written))).pipe(
+        // Before the commit: a transaction an earlier error aborted must fail, not hand over events
+        // its COMMIT will silently roll back.
+        const check = Effect.suspend(() => (written.certain && written.events.size > 0 && storage.transactionCheck !== undefined ? storage.transactionCheck : Effect.void))
+        return storage.transaction(Effect.zipRight(outermost, Effect.locally(effect, pending, written)).pipe(Effect.tap(() => check))).pipe(
           Effect.tap(() => (written.events.size > 0 ? notifier.wake(written.events.keys(), written.certain ? written.events : undefined) : Effect.void))
         )
       })

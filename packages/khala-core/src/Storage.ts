@@ -136,6 +136,13 @@ export interface KhalaStorageService {
    * written at depth 0 of a transaction it committed.
    */
   readonly transactionDepth?: Effect.Effect<number | undefined> | undefined
+  /**
+   * Fails when the current transaction can no longer commit (Postgres: an earlier statement failed
+   * and the caller went on; its COMMIT would silently roll back). The Publisher runs it before the
+   * commit of a transaction whose events it hands over, so it never hands over rolled-back events,
+   * and the caller learns that its writes were lost.
+   */
+  readonly transactionCheck?: Effect.Effect<void, JournalStorageError> | undefined
   /** Run `effect` atomically (SQL: a transaction, joining the caller's if there is one). */
   readonly transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | JournalStorageError, R>
 }

@@ -104,6 +104,8 @@ describe("Hub", () => {
     }
     // 1, 2: handed over, published at once, nothing read.
     hub.wake([topic], new Map([[topic, commit(1, 2)]]))
+    expect(sent).toEqual([]) // not on the committing fiber: in a microtask
+    await Promise.resolve()
     expect(sent).toEqual([1n, 2n])
     expect(reads).toEqual([])
     // 3 is announced without its events (another node's commit): read, slowly; meanwhile 4, 5 are
@@ -113,6 +115,7 @@ describe("Hub", () => {
     hub.wake([topic])
     await new Promise((r) => setTimeout(r, 5))
     hub.wake([topic], new Map([[topic, commit(4, 5)]]))
+    await Promise.resolve()
     expect(sent).toEqual([1n, 2n])
     await new Promise((r) => setTimeout(r, 100))
     expect(sent).toEqual([1n, 2n, 3n, 4n, 5n])
@@ -121,10 +124,48 @@ describe("Hub", () => {
     hub.wake([topic])
     await new Promise((r) => setTimeout(r, 5))
     hub.wake([topic], new Map([[topic, [event(6)]]]))
+    await Promise.resolve()
     expect(sent).toEqual([1n, 2n, 3n, 4n, 5n, 6n])
     await new Promise((r) => setTimeout(r, 100))
     expect(sent).toEqual([1n, 2n, 3n, 4n, 5n, 6n])
     expect(hub.lastPublished(lease)).toBe(6n)
+  })
+
+  it("a hand-over that fails to publish is read and published by the next pass, and the writer never sees the failure", async () => {
+    const stored = [1, 2].map((w): JournalEvent => ({
+      topic, watermark: BigInt(w), docKey: `d${w}`, docVersion: 1n, payload: "{}", payloadHash: new Uint8Array(32), payloadBytes: 2, insertedAt: new Date()
+    }))
+    const reads: Array<bigint> = []
+    const journal = {
+      epoch: "ep_test",
+      position: () => Effect.succeed({ head: 0n, floor: 0n }),
+      readMany: (rs: ReadonlyArray<{ topic: string; after: bigint }>) =>
+        Effect.sync(() => {
+          const out = new Map()
+          for (const r of rs) {
+            reads.push(r.after)
+            const events = stored.filter((e) => e.watermark > r.after)
+            out.set(r.topic, { topic: r.topic, events, head: 2n, floor: 0n, next: events.at(-1)?.watermark ?? r.after, complete: true })
+          }
+          return out
+        })
+    } as unknown as Journal["Type"]
+    let failures = 1
+    const sent: Array<bigint> = []
+    const transport = () => ({
+      publish: (_t: string, _f: string, data: Uint8Array) => {
+        if (failures-- > 0) throw new Error("socket boom")
+        for (const u of SyncWire.decodeServerFrame(data).message.updates as Array<any>) sent.push(u.watermark)
+      }
+    }) as unknown as Transport.TransportServer
+    const hub = new Hub({ journal, transport, run: (e) => void Effect.runFork(e), onGap: () => {} })
+    const lease = await hub.activate(topic)
+    hub.joined(lease, "binary")
+    expect(() => hub.wake([topic], new Map([[topic, stored]]))).not.toThrow()
+    await new Promise((r) => setTimeout(r, 20))
+    expect(reads).toEqual([0n])
+    expect(sent).toEqual([1n, 2n])
+    expect(hub.lastPublished(lease)).toBe(2n)
   })
 
   it("a head below what was published (the database lost commits) is reported, and reset() makes every lease inert", async () => {

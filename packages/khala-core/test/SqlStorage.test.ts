@@ -114,6 +114,15 @@ for (const engine of SqlTesting.engines()) {
           }))
           // Ours is only a savepoint of the caller's transaction: nothing is committed when it ends.
           yield* sql.withTransaction(publisher.transaction(publisher.append(topic, entry("e"))))
+          // A statement failed and the caller went on: COMMIT would roll back without a word. The
+          // transaction fails instead, and nothing is handed over.
+          yield* sql`CREATE TABLE IF NOT EXISTS publisher_guard (id text PRIMARY KEY)`
+          yield* sql`INSERT INTO publisher_guard (id) VALUES (${topic}) ON CONFLICT DO NOTHING`
+          const aborted = yield* Effect.exit(publisher.transaction(Effect.gen(function*() {
+            yield* publisher.append(topic, entry("phantom"))
+            yield* Effect.ignore(sql`INSERT INTO publisher_guard (id) VALUES (${topic})`)
+          })))
+          expect(Exit.isFailure(aborted)).toBe(true)
           expect(wakes).toEqual([[1n], [2n, 3n], undefined, undefined])
           const events = yield* JournalSuite.readAll(topic, 0n)
           expect(events.map((e) => [e.watermark, e.docKey])).toEqual([[1n, "a"], [2n, "b"], [3n, "c"], [4n, "d"], [5n, "e"]])

@@ -45,6 +45,8 @@ export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
   // for a running transaction (not for other plain operations), unless it runs inside it.
   const permit = yield* Effect.makeSemaphore(1)
   const inTransaction = FiberRef.unsafeMake(false)
+  /** How deeply `transaction` calls nest on this fiber (0: the outermost), for `transactionDepth`. */
+  const depth = FiberRef.unsafeMake(0)
   let transactionRunning = false
   /** What the running transaction changed, newest last: run in reverse to roll it back. */
   let undo: Array<() => void> | undefined
@@ -206,12 +208,13 @@ export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
           .slice(0, limit)
       )),
     inTransaction: FiberRef.get(inTransaction),
-    // A nested transaction is the outer one here (no savepoints: it commits or rolls back with it).
-    transactionDepth: Effect.map(FiberRef.get(inTransaction), (inside) => (inside ? 0 : undefined)),
+    // A nested transaction commits or rolls back with the outer one (no savepoints); it still
+    // counts as nested: what it wrote is not committed when it ends.
+    transactionDepth: Effect.flatMap(FiberRef.get(inTransaction), (inside) => (inside ? FiberRef.get(depth) : Effect.succeed(undefined))),
     transaction: (effect) =>
       Effect.flatMap(FiberRef.get(inTransaction), (inside) =>
         inside
-          ? effect
+          ? Effect.flatMap(FiberRef.get(depth), (d) => Effect.locally(effect, depth, d + 1))
           : permit.withPermits(1)(
             Effect.suspend(() => {
               transactionRunning = true

@@ -444,6 +444,8 @@ export const make: Effect.Effect<KhalaStorageService, SqlError, SqlClient.SqlCli
       ),
     inTransaction,
     transactionDepth: Effect.map(Effect.serviceOption(SqlClient.TransactionConnection), (o) => (o._tag === "Some" ? o.value[1] : undefined)),
+    // In an aborted transaction every statement fails ("current transaction is aborted").
+    transactionCheck: sql`SELECT 1`.pipe(Effect.asVoid, Effect.mapError(storageError("transaction check"))),
     // Nested inside a caller's transaction this is a savepoint, so a failed block is undone
     // without aborting the caller.
     transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
