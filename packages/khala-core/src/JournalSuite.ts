@@ -98,6 +98,21 @@ const docs = (n: number, from = 1) =>
   Array.from({ length: n }, (_, i) => ({ docKey: `doc:${from + i}`, docVersion: BigInt(from + i), payload: { n: from + i, text: `event ${from + i}` } }))
 
 /** Read everything after `after`, batch by batch. */
+/**
+ * A Publisher over the Journal and storage in context whose Notifier records each wake-up: the
+ * watermarks it handed over, or undefined when it named the topics only.
+ */
+export const recordingPublisher = Effect.gen(function*() {
+  const wakes: Array<ReadonlyArray<bigint> | undefined> = []
+  const notifier: Notifier.NotifierService = {
+    wake: (_topics, committed) => Effect.sync(() => void wakes.push(committed === undefined ? undefined : [...committed.values()].flat().map((e) => e.watermark))),
+    revoke: () => Effect.void,
+    listen: () => Effect.void
+  }
+  const publisher = yield* Publisher.make.pipe(Effect.provideService(Notifier.Notifier, notifier))
+  return { publisher, wakes }
+})
+
 export const readAll = (topic: string, after: bigint, options?: Journal.ReadOptions) =>
   Effect.gen(function*() {
     const journal = yield* Journal.Journal
@@ -180,13 +195,7 @@ export const run = <E>(name: string, storage: Layer.Layer<KhalaStorage, E>, opti
       it.effect("the Publisher hands over only committed events: its own outermost transactions and lone publishes, not one nested in a caller's transaction that rolls back", () =>
         Effect.gen(function*() {
           const storage = yield* KhalaStorage
-          const wakes: Array<ReadonlyArray<bigint> | undefined> = []
-          const notifier: Notifier.NotifierService = {
-            wake: (_topics, committed) => Effect.sync(() => void wakes.push(committed === undefined ? undefined : [...committed.values()].flat().map((e) => e.watermark))),
-            revoke: () => Effect.void,
-            listen: () => Effect.void
-          }
-          const publisher = yield* Publisher.make.pipe(Effect.provideService(Notifier.Notifier, notifier))
+          const { publisher, wakes } = yield* recordingPublisher
           const topic = freshTopic("suite.events")
           yield* publisher.append(topic, docs(1))
           yield* publisher.transaction(publisher.append(topic, docs(2, 2)))

@@ -2,7 +2,7 @@
 // in commit order under real concurrency, and the epoch is fixed per database.
 import { describe, expect, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Journal, Notifier, Publisher, SqlStorage } from "@openagents/khala-core"
+import { Journal, SqlStorage } from "@openagents/khala-core"
 import { JournalSuite } from "@openagents/khala-core/testing/vitest"
 import * as SqlTesting from "@openagents/sql-pglite/testing"
 import * as Deferred from "effect/Deferred"
@@ -96,13 +96,7 @@ for (const engine of SqlTesting.engines()) {
       it.effect("the Publisher hands a commit's events to this node's hub only when they are committed: not from a savepoint, nor from inside a caller's transaction", () =>
         Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient
-          const wakes: Array<ReadonlyArray<bigint> | undefined> = []
-          const notifier: Notifier.NotifierService = {
-            wake: (_topics, committed) => Effect.sync(() => void wakes.push(committed === undefined ? undefined : [...committed.values()].flat().map((e) => e.watermark))),
-            revoke: () => Effect.void,
-            listen: () => Effect.void
-          }
-          const publisher = yield* Publisher.make.pipe(Effect.provideService(Notifier.Notifier, notifier))
+          const { publisher, wakes } = yield* JournalSuite.recordingPublisher
           const topic = JournalSuite.freshTopic("suite.events")
           const entry = (key: string) => [{ docKey: key, docVersion: 1, payload: { key } }]
           yield* publisher.append(topic, entry("a"))
