@@ -119,7 +119,14 @@ const liveBench = async (bytes: number) => {
     }
   } as unknown as Transport.TransportServer
   const hub = new Hub.Hub({ journal, transport: () => transport, run: (e) => void runtime.runFork(e), onGap: () => {} })
-  await runtime.runPromise(Effect.scoped(Effect.zipRight(notifier.listen({ wake: (t) => hub.wake(t), revoke: () => {} }), Effect.never)).pipe(Effect.forkDaemon))
+  // Off: the hub reads every commit back, as it did before commits handed their events over (and
+  // as every node but the committing one does): the A/B of that change, in one process.
+  let handOver = true
+  await runtime.runPromise(
+    Effect.scoped(Effect.zipRight(notifier.listen({ wake: (t, committed) => hub.wake(t, handOver ? committed : undefined), revoke: () => {} }), Effect.never)).pipe(
+      Effect.forkDaemon
+    )
+  )
   const topics = Array.from({ length: TOPICS }, (_, i) => userTopic(`u${i}`))
   const idle = Array.from({ length: TOPICS }, (_, i) => userTopic(`idle${i}`))
   for (const t of topics) {
@@ -156,8 +163,11 @@ const liveBench = async (bytes: number) => {
     })
   }
   await run("commit (no subscriber)", () => perTopic(idle).then(() => {}), false)
-  await run("live, one commit per topic", () => perTopic(topics).then(() => {}), true)
-  await run("live, one commit for all topics", () => oneTx(topics), true)
+  for (const mode of ["handed over", "read back", "handed over", "read back"] as const) {
+    handOver = mode === "handed over"
+    await run(`live, one commit per topic (${mode})`, () => perTopic(topics).then(() => {}), true)
+    await run(`live, one commit for all topics (${mode})`, () => oneTx(topics), true)
+  }
   await runtime.dispose()
   return out
 }
