@@ -45,7 +45,8 @@ describe("examples/embedded-runtime", () => {
     expect([task.status, task.body.seq]).toEqual([201, 2])
     const arrived = await new Promise<any>((resolve) => {
       const check = () => {
-        const doc = [...client.documents<any>(topic).values()].find((d) => d.value?.worker_id === task.body.workerId)
+        // Each commit's state arrives live (the worker's creation, then its first output): wait for the second.
+        const doc = [...client.documents<any>(topic).values()].find((d) => d.value?.worker_id === task.body.workerId && d.value?.latest_seq === 2)
         if (doc !== undefined) resolve(doc.value)
       }
       client.on((e) => e.type === "change" && check())
