@@ -220,6 +220,7 @@ export const make = (settings: AuthSettings = defaultSettings) =>
         const result = yield* storage.revokeSessions(input)
         if (result.sessions.length > 0) {
           yield* storage.enqueueRevocation(Revocations.notice({
+            userId: input.userId,
             sessionIds: result.sessions.map((s) => s.id),
             deviceIds: input.notifyDeviceIds === false ? [] : input.deviceIds,
             reason: input.reason,

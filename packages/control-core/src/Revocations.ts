@@ -40,12 +40,14 @@ const defaultBackoff = (attempts: number) => Math.min(1000 * 2 ** Math.max(0, at
 
 /** A notice for the outbox. */
 export const notice = (input: {
+  readonly userId: string
   readonly sessionIds: ReadonlyArray<string>
   readonly deviceIds: ReadonlyArray<string>
   readonly reason: RevocationReason
   readonly nowMs: number
 }): RevocationNotice => ({
   id: randomId("rev"),
+  userId: input.userId,
   sessionIds: [...input.sessionIds],
   deviceIds: [...input.deviceIds],
   reason: input.reason,
@@ -69,7 +71,7 @@ export const make = (options: RelayOptions = {}) =>
       const due = yield* storage.dueRevocations(now, options.batchSize ?? 50)
       let count = 0
       for (const n of due) {
-        const result = yield* Effect.either(runtime.revokeSessions({ sessionIds: n.sessionIds, deviceIds: n.deviceIds, reason: n.reason }))
+        const result = yield* Effect.either(runtime.revokeSessions({ userId: n.userId, sessionIds: n.sessionIds, deviceIds: n.deviceIds, reason: n.reason }))
         const at = yield* Clock.currentTimeMillis
         if (result._tag === "Right") {
           yield* storage.markRevocationDelivered(n.id, at)

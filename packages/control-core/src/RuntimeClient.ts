@@ -2,9 +2,9 @@
 // each signed with the internal header (host-kit InternalSignature). Adapters: HTTP
 // (runtime/http.ts) and an in-memory recorder for tests and embedding (runtime/memory.ts).
 //
-// - revokeSessions: POST /internal/v1/sync/sessions/revoke {session_ids, device_ids, reason};
-//   the runtime cuts the live Khala sockets of those sessions/devices with reauth_required and
-//   refuses their bearer tokens from then on. Idempotent: control may deliver a notice twice.
+// - revokeSessions: POST /internal/v1/sync/sessions/revoke {session_ids, device_ids, user_id,
+//   reason}; the runtime cuts the live Khala sockets of those sessions (and of that user's
+//   sockets on those devices) with reauth_required and refuses their tokens from then on. Idempotent: control may deliver a notice twice.
 // - forward: the user-facing runtime proxy (`/api/runtime/codex/workers*` ->
 //   `/internal/v1/codex/workers*`), with the authenticated user bound in the signature.
 import * as Context from "effect/Context"
@@ -16,6 +16,8 @@ import type { RevocationReason } from "./Storage.js"
 export const REVOKE_PATH = "/internal/v1/sync/sessions/revoke"
 
 export interface RevocationRequest {
+  /** The user whose sessions and devices these are (sent as user_id; scopes the device revocation). */
+  readonly userId?: string | undefined
   readonly sessionIds: ReadonlyArray<string>
   readonly deviceIds: ReadonlyArray<string>
   readonly reason: RevocationReason

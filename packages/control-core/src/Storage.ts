@@ -106,6 +106,12 @@ export interface RefreshToken {
 /** A revocation the runtime has to hear about (the outbox row). */
 export interface RevocationNotice {
   readonly id: string
+  /**
+   * The user whose sessions and devices these are: the runtime refuses the listed devices' tokens
+   * for this user only (device ids are not unique across users). Undefined in notices written
+   * before migration 0006, which the runtime applies to every user of the devices.
+   */
+  readonly userId: string | undefined
   readonly sessionIds: ReadonlyArray<string>
   readonly deviceIds: ReadonlyArray<string>
   readonly reason: RevocationReason

@@ -207,7 +207,7 @@ export const storageSuite = (
           const auth = yield* Storage.AuthStorage
           const at = NOW + 5_000_000
           const notice: Storage.RevocationNotice = {
-            id: id("rev"), sessionIds: ["sess_1"], deviceIds: ["dev_1"], reason: "user_requested",
+            id: id("rev"), userId: "usr_1", sessionIds: ["sess_1"], deviceIds: ["dev_1"], reason: "user_requested",
             createdAtMs: at, attempts: 0, nextAttemptAtMs: at, deliveredAtMs: undefined, lastError: undefined
           }
           yield* auth.enqueueRevocation(notice)

@@ -27,6 +27,11 @@ import type { RevocationReasonName } from "./SyncWire.js"
 export interface Revocation {
   readonly sessionIds: ReadonlyArray<string>
   readonly deviceIds: ReadonlyArray<string>
+  /**
+   * Whose devices: the device ids are revoked for this user only (a device id is not unique
+   * across users). Undefined: for every user.
+   */
+  readonly userId?: string | undefined
   readonly reason: RevocationReasonName
 }
 

@@ -10,9 +10,9 @@
 // the verdict "unknown": callers refuse the token, retryably (fail closed).
 //
 // A revoked session is refused whatever its tokens. A revoked device is refused only for tokens
-// issued before its revocation: the device may sign in again (a new session, new tokens), and a
-// device id that several users share (a client that sends none gets its client's name) does not
-// lock the others out beyond the tokens they held then.
+// issued before its revocation, and only its user's (when the revocation names the user): the
+// device may sign in again (a new session, new tokens), and a device id that several users share
+// (a client that sends none gets its client's name) does not lock the other users out.
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -31,10 +31,16 @@ export interface RevocationsOptions {
   readonly sessionRevoked?: ((sessionId: string) => Effect.Effect<boolean, unknown>) | undefined
   /**
    * The durable record of revoked devices (the runtime's `runtime.revoked_devices`): whether the
-   * device was revoked at or after `issuedAtSeconds` (a token's `iat`).
+   * device was revoked for `userId` (or for every user) at or after `issuedAtSeconds` (a token's
+   * `iat`).
    */
-  readonly deviceRevoked?: ((deviceId: string, issuedAtSeconds: number) => Effect.Effect<boolean, unknown>) | undefined
+  readonly deviceRevoked?: ((deviceId: string, issuedAtSeconds: number, userId: string) => Effect.Effect<boolean, unknown>) | undefined
 }
+
+/** Whether `revocation` covers `principal` (its session, or its device for its user). */
+export const covers = (revocation: Revocation, principal: SyncPrincipal): boolean =>
+  revocation.sessionIds.includes(principal.sessionId) ||
+  (revocation.deviceIds.includes(principal.deviceId) && (revocation.userId === undefined || revocation.userId === principal.userId))
 
 export interface RevocationsService {
   /** Hold a revocation (idempotent; extends its expiry). */
@@ -55,14 +61,19 @@ export const DEFAULT_TTL_MS = 15 * 60_000
 export const makeStore = (options: RevocationsOptions = {}): RevocationsService => {
   const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS
   const sessions = new Map<string, { until: number; reason: RevocationReasonName }>()
+  // Keyed by user id ("" for every user) and device id.
   const devices = new Map<string, { until: number; reason: RevocationReasonName; at: number }>()
+  const deviceKey = (userId: string, deviceId: string) => `${userId}\u0000${deviceId}`
+  const deviceReason = (key: string, principal: SyncPrincipal, now: number) => {
+    const d = devices.get(key)
+    return d !== undefined && d.until > now && principal.issuedAt * 1000 <= d.at ? d.reason : undefined
+  }
   const reasonOf = (principal: SyncPrincipal) => {
     const now = Date.now()
     const s = sessions.get(principal.sessionId)
     if (s !== undefined && s.until > now) return s.reason
-    const d = devices.get(principal.deviceId)
-    if (d !== undefined && d.until > now && principal.issuedAt * 1000 <= d.at) return d.reason
-    return undefined
+    return deviceReason(deviceKey("", principal.deviceId), principal, now) ??
+      deviceReason(deviceKey(principal.userId, principal.deviceId), principal, now)
   }
   const { deviceRevoked, sessionRevoked } = options
   const lookup = sessionRevoked === undefined && deviceRevoked === undefined
@@ -71,7 +82,7 @@ export const makeStore = (options: RevocationsOptions = {}): RevocationsService 
       Effect.map(
         Effect.all([
           sessionRevoked === undefined ? Effect.succeed(false) : sessionRevoked(principal.sessionId),
-          deviceRevoked === undefined ? Effect.succeed(false) : deviceRevoked(principal.deviceId, principal.issuedAt)
+          deviceRevoked === undefined ? Effect.succeed(false) : deviceRevoked(principal.deviceId, principal.issuedAt, principal.userId)
         ], { concurrency: 2 }),
         ([session, device]) => session || device
       )
@@ -80,7 +91,7 @@ export const makeStore = (options: RevocationsOptions = {}): RevocationsService 
       const now = Date.now()
       const entry = { until: now + ttlMs, reason: revocation.reason, at: now }
       for (const id of revocation.sessionIds) sessions.set(id, entry)
-      for (const id of revocation.deviceIds) devices.set(id, entry)
+      for (const id of revocation.deviceIds) devices.set(deviceKey(revocation.userId ?? "", id), entry)
     },
     reasonOf,
     check: (principal) =>

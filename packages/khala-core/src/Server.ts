@@ -87,9 +87,10 @@ export interface ServerOptions {
   readonly sessionRevoked?: ((sessionId: string) => Effect.Effect<boolean, unknown>) | undefined
   /**
    * The durable record of revoked devices, consulted like `sessionRevoked`: whether the device was
-   * revoked at or after `issuedAtSeconds` (the token's `iat`; later tokens are a new sign-in).
+   * revoked for `userId` (or for every user) at or after `issuedAtSeconds` (the token's `iat`;
+   * later tokens are a new sign-in).
    */
-  readonly deviceRevoked?: ((deviceId: string, issuedAtSeconds: number) => Effect.Effect<boolean, unknown>) | undefined
+  readonly deviceRevoked?: ((deviceId: string, issuedAtSeconds: number, userId: string) => Effect.Effect<boolean, unknown>) | undefined
 }
 
 export interface KhalaServer {
@@ -710,7 +711,7 @@ export const make = (
       revocations.add(revocation)
       for (const c of conns) {
         const p = c.session.principal
-        if (p !== undefined && (revocation.sessionIds.includes(p.sessionId) || revocation.deviceIds.includes(p.deviceId))) {
+        if (p !== undefined && Revocations.covers(revocation, p)) {
           dispatch(c, { _tag: "Revoked", reason: revocation.reason, now: Date.now() })
         }
       }

@@ -132,6 +132,13 @@ describe("khala server races", () => {
       expect((await snapshot(device)).status).toBe(200)
       await Effect.runPromise(h.server.revoke({ sessionIds: [], deviceIds: ["dev_lost"], reason: "device_replaced" }))
       expect((await snapshot(device)).status).toBe(401)
+      // Revoked for one user: that user's tokens on the device are refused, another user's on the same id are not.
+      const mine = await tokenFor("rv", { oa_session_id: "sess_mine", oa_device_id: "dev_shared" })
+      const theirs = await tokenFor("rw", { oa_session_id: "sess_theirs", oa_device_id: "dev_shared" })
+      await Effect.runPromise(h.server.revoke({ sessionIds: [], deviceIds: ["dev_shared"], userId: "rv", reason: "user_requested" }))
+      expect((await snapshot(mine)).status).toBe(401)
+      const other = await fetch(`${h.httpUrl}/sync/v1/snapshot/${encodeURIComponent("runtime.run_summaries:user:rw")}`, { headers: { authorization: `Bearer ${theirs}` } })
+      expect(other.status).toBe(200)
       down = true
       const unknown = await snapshot(await tokenFor("rv", { oa_session_id: "sess_fine" }))
       expect(unknown.status).toBe(503)

@@ -256,6 +256,8 @@ export const RevokeRequest = Schema.Struct({
     exact: true,
     default: () => []
   }),
+  /** Whose sessions and devices: device ids are revoked for this user only (absent: every user). */
+  user_id: Schema.optionalWith(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(256)), { exact: true }),
   reason: RevocationReason
 })
 

@@ -94,14 +94,34 @@ export const makeAccessTokenVerifier = (options: AccessTokenOptions) => {
 /** Longest token lifetime plus skew: max(access-token TTL 3600 s, sync token 900 s) + 30 s. */
 export const DEFAULT_REVOCATION_TTL_MS = 3_630_000
 
+/** One revocation notice, as control sends it. */
+export interface RevocationRecord {
+  readonly sessionIds: ReadonlyArray<string>
+  readonly deviceIds: ReadonlyArray<string>
+  /**
+   * Whose devices: a device id is not unique across users (a client that sends none is named
+   * after its client), so the devices are revoked for this user only. Undefined: for every user
+   * (notices from a control that does not send one).
+   */
+  readonly userId?: string | undefined
+  readonly reason: string
+  readonly ttlMs: number
+}
+
 export interface RevokedSessionsService {
   /** Remember `sessionIds` until `ttlMs` from now (an existing longer entry is kept). */
   readonly revoke: (sessionIds: ReadonlyArray<string>, reason: string, ttlMs: number) => Effect.Effect<void, Errors.RuntimeError>
   readonly isRevoked: (sessionId: string) => Effect.Effect<boolean, Errors.RuntimeError>
-  /** Remember `deviceIds` until `ttlMs` from now (an existing longer entry is kept). */
-  readonly revokeDevices: (deviceIds: ReadonlyArray<string>, reason: string, ttlMs: number) => Effect.Effect<void, Errors.RuntimeError>
-  /** Whether `deviceId` was revoked at or after `issuedAtSeconds` (a token's iat), and the entry holds. */
-  readonly isDeviceRevoked: (deviceId: string, issuedAtSeconds: number) => Effect.Effect<boolean, Errors.RuntimeError>
+  /**
+   * Remember a notice's sessions and devices until `ttlMs` from now (an existing longer entry is
+   * kept), all or nothing.
+   */
+  readonly record: (record: RevocationRecord) => Effect.Effect<void, Errors.RuntimeError>
+  /**
+   * Whether `deviceId` was revoked for `userId` (or for every user) at or after `issuedAtSeconds`
+   * (a token's iat), and the entry holds.
+   */
+  readonly isDeviceRevoked: (deviceId: string, issuedAtSeconds: number, userId: string) => Effect.Effect<boolean, Errors.RuntimeError>
   /** Forget entries (sessions and devices) that have expired. */
   readonly prune: Effect.Effect<number, Errors.RuntimeError>
 }
@@ -113,18 +133,28 @@ const storageFailure = (e: { message: string }) => Errors.internal(`runtime stor
 export const layerRevokedSessionsSql: Layer.Layer<RevokedSessions, never, SqlClient.SqlClient> = Layer.effect(
   RevokedSessions,
   Effect.map(SqlClient.SqlClient, (sql) => {
-    const remember = (table: "revoked_sessions" | "revoked_devices", column: "session_id" | "device_id", ids: ReadonlyArray<string>, reason: string, ttlMs: number) =>
-      ids.length === 0
-        ? Effect.void
-        : Effect.forEach(
-          ids,
-          (id) =>
-            sql`INSERT INTO ${sql(`runtime.${table}`)} (${sql(column)}, reason, expires_at)
-                VALUES (${id}, ${reason}, now() + ${`${Math.ceil(ttlMs)} milliseconds`}::interval)
-                ON CONFLICT (${sql(column)}) DO UPDATE SET expires_at = GREATEST(${sql(`runtime.${table}`)}.expires_at, EXCLUDED.expires_at),
-                  revoked_at = EXCLUDED.revoked_at, reason = EXCLUDED.reason`,
-          { discard: true }
-        ).pipe(sql.withTransaction, Effect.mapError(storageFailure))
+    const interval = (ttlMs: number) => `${Math.ceil(ttlMs)} milliseconds`
+    const rememberSessions = (ids: ReadonlyArray<string>, reason: string, ttlMs: number) =>
+      Effect.forEach(
+        ids,
+        (id) =>
+          sql`INSERT INTO runtime.revoked_sessions (session_id, reason, expires_at)
+              VALUES (${id}, ${reason}, now() + ${interval(ttlMs)}::interval)
+              ON CONFLICT (session_id) DO UPDATE SET expires_at = GREATEST(runtime.revoked_sessions.expires_at, EXCLUDED.expires_at),
+                revoked_at = EXCLUDED.revoked_at, reason = EXCLUDED.reason`,
+        { discard: true }
+      )
+    // user_id '' stands for every user of the device id.
+    const rememberDevices = (ids: ReadonlyArray<string>, userId: string | undefined, reason: string, ttlMs: number) =>
+      Effect.forEach(
+        ids,
+        (id) =>
+          sql`INSERT INTO runtime.revoked_devices (device_id, user_id, reason, expires_at)
+              VALUES (${id}, ${userId ?? ""}, ${reason}, now() + ${interval(ttlMs)}::interval)
+              ON CONFLICT (device_id, user_id) DO UPDATE SET expires_at = GREATEST(runtime.revoked_devices.expires_at, EXCLUDED.expires_at),
+                revoked_at = EXCLUDED.revoked_at, reason = EXCLUDED.reason`,
+        { discard: true }
+      )
     const held = (table: "revoked_sessions" | "revoked_devices", column: "session_id" | "device_id", id: string) =>
       sql<{ one: number }>`SELECT 1 AS one FROM ${sql(`runtime.${table}`)} WHERE ${sql(column)} = ${id} AND expires_at > now()`.pipe(
         Effect.map((rows) => rows.length > 0),
@@ -135,13 +165,21 @@ export const layerRevokedSessionsSql: Layer.Layer<RevokedSessions, never, SqlCli
         Effect.map((rows) => Number(rows[0]?.n ?? 0))
       )
     return {
-      revoke: (sessionIds, reason, ttlMs) => remember("revoked_sessions", "session_id", sessionIds, reason, ttlMs),
+      revoke: (sessionIds, reason, ttlMs) =>
+        sessionIds.length === 0 ? Effect.void : rememberSessions(sessionIds, reason, ttlMs).pipe(sql.withTransaction, Effect.mapError(storageFailure)),
       isRevoked: (sessionId) => held("revoked_sessions", "session_id", sessionId),
-      revokeDevices: (deviceIds, reason, ttlMs) => remember("revoked_devices", "device_id", deviceIds, reason, ttlMs),
+      record: (r) =>
+        r.sessionIds.length === 0 && r.deviceIds.length === 0
+          ? Effect.void
+          : Effect.zipRight(rememberSessions(r.sessionIds, r.reason, r.ttlMs), rememberDevices(r.deviceIds, r.userId, r.reason, r.ttlMs)).pipe(
+            sql.withTransaction,
+            Effect.mapError(storageFailure)
+          ),
       // Only tokens issued before the (latest) revocation: a new sign-in on the device is not refused.
-      isDeviceRevoked: (deviceId, issuedAtSeconds) =>
+      isDeviceRevoked: (deviceId, issuedAtSeconds, userId) =>
         sql<{ one: number }>`SELECT 1 AS one FROM runtime.revoked_devices
-          WHERE device_id = ${deviceId} AND expires_at > now() AND revoked_at >= to_timestamp(${issuedAtSeconds})`.pipe(
+          WHERE device_id = ${deviceId} AND user_id IN ('', ${userId}) AND expires_at > now()
+            AND revoked_at >= to_timestamp(${issuedAtSeconds})`.pipe(
           Effect.map((rows) => rows.length > 0),
           Effect.mapError(storageFailure)
         ),
@@ -152,24 +190,31 @@ export const layerRevokedSessionsSql: Layer.Layer<RevokedSessions, never, SqlCli
 
 export const layerRevokedSessionsMemory: Layer.Layer<RevokedSessions> = Layer.sync(RevokedSessions, () => {
   const sessions = new Map<string, number>()
+  // Keyed by user id ("" for every user) and device id.
   const devices = new Map<string, { until: number; at: number }>()
+  const deviceKey = (userId: string, deviceId: string) => `${userId}\u0000${deviceId}`
+  const rememberSessions = (ids: ReadonlyArray<string>, ttlMs: number) => {
+    const t = Date.now() + ttlMs
+    for (const id of ids) sessions.set(id, Math.max(sessions.get(id) ?? 0, t))
+  }
+  const heldFor = (key: string, issuedAtSeconds: number) => {
+    const d = devices.get(key)
+    return d !== undefined && d.until > Date.now() && issuedAtSeconds * 1000 <= d.at
+  }
   return {
-    revoke: (ids, _reason, ttlMs) =>
-      Effect.sync(() => {
-        const t = Date.now() + ttlMs
-        for (const id of ids) sessions.set(id, Math.max(sessions.get(id) ?? 0, t))
-      }),
+    revoke: (ids, _reason, ttlMs) => Effect.sync(() => rememberSessions(ids, ttlMs)),
     isRevoked: (id) => Effect.sync(() => (sessions.get(id) ?? 0) > Date.now()),
-    revokeDevices: (ids, _reason, ttlMs) =>
+    record: (r) =>
       Effect.sync(() => {
+        rememberSessions(r.sessionIds, r.ttlMs)
         const now = Date.now()
-        for (const id of ids) devices.set(id, { until: Math.max(devices.get(id)?.until ?? 0, now + ttlMs), at: now })
+        for (const id of r.deviceIds) {
+          const key = deviceKey(r.userId ?? "", id)
+          devices.set(key, { until: Math.max(devices.get(key)?.until ?? 0, now + r.ttlMs), at: now })
+        }
       }),
-    isDeviceRevoked: (id, issuedAtSeconds) =>
-      Effect.sync(() => {
-        const d = devices.get(id)
-        return d !== undefined && d.until > Date.now() && issuedAtSeconds * 1000 <= d.at
-      }),
+    isDeviceRevoked: (id, issuedAtSeconds, userId) =>
+      Effect.sync(() => heldFor(deviceKey("", id), issuedAtSeconds) || heldFor(deviceKey(userId, id), issuedAtSeconds)),
     prune: Effect.sync(() => {
       const now = Date.now()
       let n = 0

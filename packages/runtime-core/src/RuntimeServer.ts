@@ -245,9 +245,9 @@ const syncHandlers = (options: SyncHandlerOptions) =>
           const deviceIds = [...new Set(payload.device_ids)]
           // Remember first (durable, every node), then cut what is live on every node.
           const ttlMs = options.revocationTtlMs ?? DEFAULT_REVOCATION_TTL_MS
-          yield* revoked.revoke(sessionIds, payload.reason, ttlMs)
-          yield* revoked.revokeDevices(deviceIds, payload.reason, ttlMs)
-          yield* notifier.revoke({ sessionIds, deviceIds, reason: payload.reason })
+          const userId = payload.user_id
+          yield* revoked.record({ sessionIds, deviceIds, userId, reason: payload.reason, ttlMs })
+          yield* notifier.revoke({ sessionIds, deviceIds, ...(userId === undefined ? {} : { userId }), reason: payload.reason })
           yield* Effect.logInfo(`revoked ${sessionIds.length} session(s), ${deviceIds.length} device(s): ${payload.reason}`)
           return { ok: true as const, revoked_sessions: sessionIds.length, revoked_devices: deviceIds.length }
         }))

@@ -117,6 +117,14 @@ export const migrations = {
         expires_at timestamptz NOT NULL
       );
       CREATE INDEX revoked_devices_expires_at_idx ON runtime.revoked_devices (expires_at);
+    `)),
+  // A device id is not unique across users (a client that sends none is named after its client):
+  // a device is revoked for one user, or for every user ('') when control did not say whose.
+  "0004_runtime_revoked_devices_user": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe(`
+      ALTER TABLE runtime.revoked_devices ADD COLUMN user_id varchar(256) NOT NULL DEFAULT '';
+      ALTER TABLE runtime.revoked_devices DROP CONSTRAINT revoked_devices_pkey;
+      ALTER TABLE runtime.revoked_devices ADD PRIMARY KEY (device_id, user_id);
     `))
 }
 

@@ -130,6 +130,53 @@ describe.skipIf(admin === undefined)("two runtime hosts on one Postgres", () => 
     }
   })
 
+  it("a device revoked for one user cuts and refuses that user's tokens only, live and from the table", async () => {
+    const device = { oa_device_id: "mobile:shared-scoped" }
+    // SSE streams on the device too: lena's is cut, mia's goes on.
+    for (const user of ["lena", "mia"]) {
+      await a.internal("POST", `/internal/v1/runs/mh-${user}/frames`, user, { thread_id: "t", frame_id: "f1", type: "run.started", payload: {} })
+    }
+    const streamOf = async (user: string) =>
+      b.bearer("GET", `/internal/v1/runs/mh-${user}/stream`, await a.accessToken(user, { sid: `sess_${user}_1`, did: "mobile:shared-scoped" }))
+    const lenaStream = readSse(await streamOf("lena"), (events) => events.some((e) => e.event === "error"))
+    const miaStream = readSse(await streamOf("mia"), (events) => events.some((e) => e.event === "error" || e.id === "2"))
+    const lena = await TestClient.connect(b.khalaUrl)
+    await lena.hello(await TestServer.token("lena", { oa_session_id: "sess_lena_1", ...device }))
+    const mia = await TestClient.connect(b.khalaUrl)
+    await mia.hello(await TestServer.token("mia", { oa_session_id: "sess_mia_1", ...device }))
+    const heldByLena = await TestServer.token("lena", { oa_session_id: "sess_lena_2", ...device })
+    const heldByMia = await TestServer.token("mia", { oa_session_id: "sess_mia_2", ...device })
+    await new Promise((r) => setTimeout(r, 200))
+    const revoke = await a.internal("POST", "/internal/v1/sync/sessions/revoke", undefined, {
+      session_ids: [],
+      device_ids: ["mobile:shared-scoped"],
+      user_id: "lena",
+      reason: "user_requested"
+    })
+    expect([revoke.status, await revoke.json()]).toEqual([200, { ok: true, revoked_sessions: 0, revoked_devices: 1 }])
+    expect((await lena.closed).code).toBe(4501)
+    expect(JSON.parse((await lenaStream).events.at(-1)!.data).code).toBe("reauth_required")
+    await a.internal("POST", "/internal/v1/runs/mh-mia/frames", "mia", { thread_id: "t", frame_id: "f2", type: "run.delta", payload: {} })
+    expect((await miaStream).events.map((e) => e.event ?? "message")).not.toContain("error")
+    // The other user on the same device id keeps the socket (the broadcast named lena).
+    expect((await mia.subscribe([Projection.runTopic("mia")], "still")).kind).toBe(FrameKind.SUBSCRIBED)
+    mia.close()
+    const late = await startHost(second)
+    try {
+      for (const url of [late.khalaUrl, b.khalaUrl]) {
+        const refused = await TestClient.connect(url)
+        await refused.hello(heldByLena)
+        expect((await refused.closed).code).toBe(4501)
+        const kept = await TestClient.connect(url)
+        expect((await kept.hello(heldByMia)).kind).toBe(FrameKind.WELCOME)
+        expect((await kept.subscribe([Projection.runTopic("mia")], "ok")).kind).toBe(FrameKind.SUBSCRIBED)
+        kept.close()
+      }
+    } finally {
+      await late.dispose()
+    }
+  })
+
   it("a signed call accepted by one host is a replay on the other", async () => {
     const path = "/internal/v1/codex/workers"
     const headers = await Effect.runPromise(InternalSignature.sign(INTERNAL_KEY, { method: "GET", path, userId: "jan" }))

@@ -4,7 +4,7 @@
 // shared state with control.
 //
 //   revokeSessions  POST {baseUrl}/internal/v1/sync/sessions/revoke
-//                   {"session_ids": [...], "device_ids": [...], "reason": "user_requested"}
+//                   {"session_ids": [...], "device_ids": [...], "user_id": "...", "reason": "user_requested"}
 //                   -> any 2xx is an acknowledgement; anything else is retried by the relay
 //   forward         {method} {baseUrl}/internal/v1/codex/workers... with X-OA-USER-ID (signed)
 import * as HttpBody from "@effect/platform/HttpBody"
@@ -46,7 +46,12 @@ export const make = (options: HttpRuntimeOptions) =>
         Effect.gen(function*() {
           const response = yield* send(
             HttpClientRequest.post(REVOKE_PATH).pipe(
-              HttpClientRequest.setBody(InternalSignature.jsonBody({ session_ids: request.sessionIds, device_ids: request.deviceIds, reason: request.reason }))
+              HttpClientRequest.setBody(InternalSignature.jsonBody({
+                session_ids: request.sessionIds,
+                device_ids: request.deviceIds,
+                ...(request.userId === undefined ? {} : { user_id: request.userId }),
+                reason: request.reason
+              }))
             ),
             {}
           )

@@ -239,5 +239,12 @@ export const migrations = {
     sql.unsafe(`
       ALTER TABLE control.l402_paywalls ADD COLUMN last_reconcile_started_at_ms bigint;
       ALTER TABLE control.l402_control_plane_deployments ADD COLUMN reconcile_started_at_ms bigint;
+    `)),
+
+  // The user a revocation notice is about: the runtime scopes device revocations to that user,
+  // because device ids are not unique across users. Older notices have none (every user).
+  "0006_control_runtime_revocations_user": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.unsafe(`
+      ALTER TABLE control.runtime_revocations ADD COLUMN user_id varchar(256);
     `))
 }

@@ -119,6 +119,7 @@ const toRefreshToken = (r: Row): RefreshToken => ({
 
 const toNotice = (r: Row): RevocationNotice => ({
   id: r.id,
+  userId: str(r.user_id),
   sessionIds: r.session_ids,
   deviceIds: r.device_ids,
   reason: r.reason,
@@ -408,6 +409,7 @@ export const makeAuth: Effect.Effect<AuthStorageService, never, SqlClient.SqlCli
       wrap("enqueue revocation")(sql`INSERT INTO control.runtime_revocations ${
         sql.insert({
           id: n.id,
+          user_id: nul(n.userId),
           session_ids: JSON.stringify(n.sessionIds),
           device_ids: JSON.stringify(n.deviceIds),
           reason: n.reason,
