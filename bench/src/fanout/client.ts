@@ -2,17 +2,22 @@
 // code for every server kind. For khala each connection also does the protocol handshake (hello
 // with a sync token, subscribe, wait for the replay-complete batch that marks it live), decoded
 // with SyncWire; after that, and for the baselines from the start, every message goes through
-// the same scanner (common.ts), which counts the updates in an update batch.
+// the same scanner (common.ts), which counts the updates in an update batch. Socket.IO's clients
+// are socket.io-client sockets (websocket transport, a connection each), counting "u" events:
+// that client decodes every packet (Engine.IO, then JSON), so it does more work per message than
+// the scanner, and the server CPU per delivery is the figure to compare.
+import { createRequire } from "node:module"
 import WebSocket from "ws"
 import { FrameKind } from "@openagents/proto/sync/v1"
 import { SyncWire } from "@openagents/khala-core"
 import { FRAME_KIND_UPDATE_BATCH, now, scan, scanned, userTopic } from "./common.js"
 
-type Kind = "khala" | "uws-raw" | "ws-loop"
+type Kind = "khala" | "uws-raw" | "ws-loop" | "socketio"
 type Topology = "1x1000" | "1000x1" | "1000x1-tx" | "idle"
 
 interface Conn {
-  readonly ws: WebSocket
+  /** A ws WebSocket, or for socketio a socket.io-client Socket (readyState mapped by isOpen). */
+  readonly ws: { readonly readyState: number; terminate: () => void; send: (data: Uint8Array | string) => void }
   live: boolean
   updates: number
   frames: number
@@ -106,11 +111,53 @@ const onLive = (c: Conn, data: Buffer) => {
   }
 }
 
+/** One Socket.IO "u" event: the same bookkeeping as an update batch of one update. */
+const onSocketIoUpdate = (c: Conn, msg: { s: number }) => {
+  c.updates++
+  c.frames++
+  if (msg.s > c.lastSeq) c.lastSeq = msg.s
+  total++
+  totalFrames++
+  if (latency !== undefined) {
+    latency.seq.push(msg.s)
+    latency.count.push(1)
+    latency.at.push(now())
+  }
+  if (total >= expected && !done) finish(false)
+}
+
+const connectSocketIo = async (url: string, index: number): Promise<Conn> => {
+  // Loaded through require: external to the bundle (found through NODE_PATH).
+  const { io } = createRequire(import.meta.url)("socket.io-client") as typeof import("socket.io-client")
+  const socket = io(url, { transports: ["websocket"], query: { t: String(index) }, reconnection: false, forceNew: true })
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", () => resolve())
+    socket.once("connect_error", reject)
+  })
+  const c: Conn = {
+    ws: {
+      get readyState() {
+        return socket.connected ? WebSocket.OPEN : WebSocket.CLOSED
+      },
+      terminate: () => socket.disconnect(),
+      send: () => {}
+    },
+    live: true,
+    updates: 0,
+    frames: 0,
+    bytes: 0,
+    lastSeq: 0
+  }
+  socket.on("u", (msg: { s: number }) => onSocketIoUpdate(c, msg))
+  return c
+}
+
 // TestServer for `token`.
 const TestServerP = import("@openagents/khala-core/testing").then((m) => m.TestServer)
 
 /** Open one connection; for khala, also hello + subscribe + wait until live. */
 const connect = async (url: string, index: number, topology: Topology): Promise<Conn> => {
+  if (kind === "socketio") return connectSocketIo(url, index)
   const khala = kind === "khala"
   const target = khala ? url : `${url}/${index}`
   const ws = new WebSocket(target, khala ? [SyncWire.SUBPROTOCOL_BINARY] : [], { perMessageDeflate: false })

@@ -41,6 +41,7 @@ if (r.throughput) {
       const kh = get("khala")
       const u = get("uws-raw")
       const w = get("ws-loop")
+      const s = get("socketio")
       if (!kh || !u || !w) continue
       const rounds = (p) => p.rounds.map((x) => k(x.deliveriesPerSec)).join(" / ")
       rows.push([
@@ -48,8 +49,10 @@ if (r.throughput) {
         `**${k(kh.deliveriesPerSec)}** (${rounds(kh)})`,
         `${k(u.deliveriesPerSec)} (${rounds(u)})`,
         `${k(w.deliveriesPerSec)} (${rounds(w)})`,
+        s ? `${k(s.deliveriesPerSec)} (${rounds(s)})` : "–",
         `**${(kh.deliveriesPerSec / u.deliveriesPerSec).toFixed(2)}**`,
         `**${(kh.deliveriesPerSec / w.deliveriesPerSec).toFixed(1)}×**`,
+        s ? `**${(kh.deliveriesPerSec / s.deliveriesPerSec).toFixed(1)}×** (CPU ${(s.serverCpuPerDeliveryUs / kh.serverCpuPerDeliveryUs).toFixed(1)}×; Socket.IO ${s.serverCpuPerDeliveryUs} µs)` : "–",
         `${kh.serverCpuPerDeliveryUs} / ${u.serverCpuPerDeliveryUs} / ${w.serverCpuPerDeliveryUs}` +
           (kh.rounds[0].serverSystemCpuShare === undefined ? "" : ` (user ${[kh, u, w].map((p) => userUs(p)).join(" / ")})`),
         `${(u.serverCpuPerDeliveryUs / kh.serverCpuPerDeliveryUs).toFixed(2)} / ${(w.serverCpuPerDeliveryUs / kh.serverCpuPerDeliveryUs).toFixed(1)}×`,
@@ -59,11 +62,11 @@ if (r.throughput) {
             `**${(u.serverCpuPerDeliveryUs / (kh.serverFanoutCpuPerDeliveryUs + kh.serverOtherCpuPerDeliveryUs)).toFixed(2)}–${(u.serverCpuPerDeliveryUs / kh.serverFanoutCpuPerDeliveryUs).toFixed(2)}** of uws, ` +
             `${(w.serverCpuPerDeliveryUs / (kh.serverFanoutCpuPerDeliveryUs + kh.serverOtherCpuPerDeliveryUs)).toFixed(1)}–${(w.serverCpuPerDeliveryUs / kh.serverFanoutCpuPerDeliveryUs).toFixed(1)}× ws`,
         `${kh.rounds.map((x) => x.updatesPerFrame).join("/")}`,
-        `${[kh, u, w].map((p) => p.rounds.map((x) => x.clientCpuShare.join("+")).join(",")).join(" · ")}`,
-        `${[kh, u, w].map((p) => p.rounds.map((x) => x.foreignCores).join(",")).join(" · ")}`
+        `${[kh, u, w, s].filter(Boolean).map((p) => p.rounds.map((x) => x.clientCpuShare.join("+")).join(",")).join(" · ")}`,
+        `${[kh, u, w, s].filter(Boolean).map((p) => p.rounds.map((x) => x.foreignCores).join(",")).join(" · ")}`
       ])
     }
-    table(["payload", "khala deliveries/s (rounds)", "uws-raw", "ws-loop", "khala/uws-raw", "khala/ws-loop", "server CPU µs/delivery khala / uws / ws", "CPU-normalized khala/uws, khala/ws", "khala server CPU µs (1000x1): commit/event + hub fanout path/delivery + other/delivery; CPU-normalized without the commits (all the rest … hub only)", "updates/frame (khala)", "client CPU share khala · uws · ws", "others' cores per round khala · uws · ws"], rows)
+    table(["payload", "khala deliveries/s (rounds)", "uws-raw", "ws-loop", "socketio", "khala/uws-raw", "khala/ws-loop", "khala/socketio", "server CPU µs/delivery khala / uws / ws", "CPU-normalized khala/uws, khala/ws", "khala server CPU µs (1000x1): commit/event + hub fanout path/delivery + other/delivery; CPU-normalized without the commits (all the rest … hub only)", "updates/frame (khala)", "client CPU share khala · uws · ws · socketio", "others' cores per round khala · uws · ws · socketio"], rows)
   }
 }
 

@@ -12,14 +12,15 @@
 //                  subscriber each; khala commits every event on its own) and 1000x1-tx (the same,
 //                  but khala commits one event to each of the 1,000 topics in one transaction),
 //                  payloads of 100 B and 2 KiB, servers khala / uws-raw /
-//                  ws-loop, all three up at once with their rounds interleaved: a warm-up round
+//                  ws-loop / socketio (Socket.IO with connection-state recovery, the peer), all
+//                  up at once with their rounds interleaved: a warm-up round
 //                  per server (discarded; it sizes the next round to about ROUND_SECONDS), then
 //                  ROUNDS measured rounds, each timed from the server's first publish until the
 //                  client process has received every update. Server CPU per delivery too.
 //   latency        1 topic × 1,000 subscribers, 100 events/s for 10 s, for khala (commit =
-//                  journal insertedAt) and, as controls on the same machine, uws-raw and ws-loop.
+//                  journal insertedAt) and, on the same machine, uws-raw, ws-loop and socketio.
 //   memory         server RSS with 0 and with 10,000 idle connections (khala: hello + subscribed
-//                  to one topic each), for khala, raw uWS and a ws WebSocketServer.
+//                  to one topic each), for khala, raw uWS, a ws WebSocketServer and Socket.IO.
 //   memory-bundle  with --tsx only: the khala memory test again from the bundle.
 //   profile        khala rounds again with the V8 CPU profiler on in the server (not timed); the
 //                  top self and inclusive times go into the results.
@@ -56,7 +57,7 @@ const QUICK = flag("quick")
 const PHASES = option("phases", "throughput,latency,memory,memory-bundle,profile").split(",")
 const SUBSCRIBERS = 1000
 const TOPOLOGIES = option("topologies", "1x1000,1000x1,1000x1-tx").split(",")
-const KINDS = option("kinds", "uws-raw,ws-loop,khala").split(",")
+const KINDS = option("kinds", "uws-raw,ws-loop,socketio,khala").split(",")
 const PAYLOADS = [100, 2048]
 const ROUNDS = QUICK ? 1 : 3
 const ROUND_SECONDS = QUICK ? 0.6 : 1.5
@@ -64,7 +65,7 @@ const SLICE_DELIVERIES = 10_000
 const CLIENT_PROCESSES = Number(option("client-processes", 1))
 const IDLE_CONNECTIONS = Number(option("idle", 10_000))
 const MEMORY_STEP = 1000
-const LATENCY_KINDS = option("latency-kinds", "khala,uws-raw,ws-loop").split(",")
+const LATENCY_KINDS = option("latency-kinds", "khala,uws-raw,ws-loop,socketio").split(",")
 // One client process saturates at 100 events/s × 1,000 sockets (every message is a read of its
 // own), which would add queueing to every server's latency; two share the 1,000 connections.
 const LATENCY_CLIENTS = Number(option("latency-client-processes", 2))
@@ -116,7 +117,7 @@ const buildBundle = async () => {
     target: `node${process.versions.node}`,
     conditions: ["@openagents/source"],
     // Loaded at run time through createRequire (found through NODE_PATH).
-    external: ["@trufflesuite/uws-js-unofficial", "uWebSockets.js", "bufferutil", "utf-8-validate"],
+    external: ["@trufflesuite/uws-js-unofficial", "uWebSockets.js", "bufferutil", "utf-8-validate", "socket.io", "socket.io-client"],
     banner: { js: "import { createRequire as __fanoutRequire } from 'node:module'; const require = __fanoutRequire(import.meta.url);" },
     sourcemap: "linked",
     logLevel: "warning"
@@ -571,7 +572,7 @@ const latencyRun = async (kind) => {
       loadavg1: r2(loadavg1),
       machineBusyCores: busy.busyCores,
       foreignCores: busy.foreignCores,
-      commitReference: kind === "khala" ? "journal insertedAt (ms resolution, set inside the commit)" : "just before app.publish / the send loop",
+      commitReference: kind === "khala" ? "journal insertedAt (ms resolution, set inside the commit)" : "just before app.publish / the send loop / io.emit",
       commitToReceiveMs: stats(vsCommit.subarray(0, k)),
       publishStartToReceiveMs: stats(vsStart.subarray(0, k)),
       publishResolvedToReceiveMs: stats(vsResolved.subarray(0, k)),
@@ -600,7 +601,7 @@ const latencyPhase = async () => {
  * for; the slope between MEMORY_STEP and N leaves out one-time costs (code compiled, modules
  * loaded on the first connection).
  */
-const memoryPhase = async (kinds = ["khala", "uws-raw", "ws-loop"]) => {
+const memoryPhase = async (kinds = ["khala", "uws-raw", "ws-loop", "socketio"]) => {
   const out = []
   const step = Math.min(MEMORY_STEP, IDLE_CONNECTIONS)
   for (const kind of kinds) {
@@ -722,17 +723,21 @@ const main = async () => {
         const k = get("khala")
         const u = get("uws-raw")
         const w = get("ws-loop")
+        const s = get("socketio")
         results.summary.push({
           topology,
           payloadBytes,
           khala: k?.deliveriesPerSec,
           uwsRaw: u?.deliveriesPerSec,
           wsLoop: w?.deliveriesPerSec,
+          socketio: s?.deliveriesPerSec,
           khalaOverUwsRaw: k && u ? r2(k.deliveriesPerSec / u.deliveriesPerSec) : undefined,
           khalaOverWsLoop: k && w ? r2(k.deliveriesPerSec / w.deliveriesPerSec) : undefined,
-          serverCpuUsPerDelivery: { khala: k?.serverCpuPerDeliveryUs, uwsRaw: u?.serverCpuPerDeliveryUs, wsLoop: w?.serverCpuPerDeliveryUs },
+          khalaOverSocketio: k && s ? r2(k.deliveriesPerSec / s.deliveriesPerSec) : undefined,
+          serverCpuUsPerDelivery: { khala: k?.serverCpuPerDeliveryUs, uwsRaw: u?.serverCpuPerDeliveryUs, wsLoop: w?.serverCpuPerDeliveryUs, socketio: s?.serverCpuPerDeliveryUs },
           cpuKhalaOverUwsRaw: k && u ? r2(u.serverCpuPerDeliveryUs / k.serverCpuPerDeliveryUs) : undefined,
           cpuKhalaOverWsLoop: k && w ? r2(w.serverCpuPerDeliveryUs / k.serverCpuPerDeliveryUs) : undefined,
+          cpuKhalaOverSocketio: k && s ? r2(s.serverCpuPerDeliveryUs / k.serverCpuPerDeliveryUs) : undefined,
           // 1000x1: the server CPU without the commits against the baselines' CPU, bounded from above
           // by the hub's own time (without uWS's sends) and from below by all but the commits.
           fanoutCpuKhalaOverUwsRaw: k?.serverFanoutCpuPerDeliveryUs && u ? r2(u.serverCpuPerDeliveryUs / k.serverFanoutCpuPerDeliveryUs) : undefined,

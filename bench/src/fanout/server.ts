@@ -7,6 +7,11 @@
 //            pre-encoded Khala frame of the same size (the ceiling).
 //   ws-loop  a `ws` WebSocketServer; an event is `socket.send(bytes)` for every socket on the
 //            topic, in a loop.
+//   socketio Socket.IO 4 (the peer a user would pick for resumable fanout) with connection-state
+//            recovery on, websocket transport only, one room per topic; an event is
+//            `io.to(room).emit("u", {topic, s, d, v, p})` with the same document as khala's, as
+//            an application would send it (Socket.IO JSON-encodes it once per emit and, with
+//            recovery on, keeps every packet in memory for two minutes).
 //
 // Topologies: "1x1000" (every connection on one topic), "1000x1" (connection i alone on topic i),
 // "1000x1-tx" (the same connections; khala commits one event to every topic in one
@@ -27,7 +32,7 @@ import { FrameKind } from "@openagents/proto/sync/v1"
 import { canonicalJson } from "@openagents/proto/canonical-json"
 import { FRAME_KIND_UPDATE_BATCH, makePayload, now, userTopic } from "./common.js"
 
-type Kind = "khala" | "uws-raw" | "ws-loop"
+type Kind = "khala" | "uws-raw" | "ws-loop" | "socketio"
 type Topology = "1x1000" | "1000x1" | "1000x1-tx" | "idle"
 
 interface Init {
@@ -185,6 +190,56 @@ const startWsLoop = async (init: Init): Promise<Driver> => {
     dispose: async () => {
       for (const c of wss.clients) c.terminate()
       await new Promise<void>((resolve) => wss.close(() => resolve()))
+    }
+  }
+}
+
+const startSocketIo = async (init: Init): Promise<Driver> => {
+  // Loaded through require: it is external to the bundle (found through NODE_PATH), like uWS.
+  const require = createRequire(import.meta.url)
+  const { Server } = require("socket.io") as typeof import("socket.io")
+  const { createServer } = await import("node:http")
+  const http = createServer()
+  const io = new Server(http, {
+    serveClient: false,
+    transports: ["websocket"],
+    perMessageDeflate: false,
+    maxHttpBufferSize: 64 * 1024,
+    // What Socket.IO offers for resume: missed packets replayed from memory on reconnect.
+    connectionStateRecovery: { maxDisconnectionDuration: 2 * 60 * 1000, skipMiddlewares: true }
+  })
+  let open = 0
+  io.on("connection", (socket) => {
+    open++
+    const t = init.topology === "1x1000" ? 0 : Number(socket.handshake.query.t ?? 0)
+    void socket.join(`t${t}`)
+    socket.on("disconnect", () => {
+      open--
+    })
+  })
+  await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", () => resolve()))
+  const port = (http.address() as { port: number }).port
+  const payloads = new Map<number, unknown>()
+  const seqs = new Float64Array(init.topics)
+  const topicNames = Array.from({ length: init.topics }, (_, t) => topicName(init.topology, t))
+  let version = 0
+  return {
+    url: `http://127.0.0.1:${port}`,
+    native: false,
+    publishOne: (t, payloadBytes) => {
+      let payload = payloads.get(payloadBytes)
+      if (payload === undefined) payloads.set(payloadBytes, payload = makePayload(payloadBytes))
+      io.to(`t${t}`).emit("u", { topic: topicNames[t], s: ++seqs[t]!, d: "d", v: ++version, p: payload })
+    },
+    publishStamped: async (i, payloadBytes, stamp) => {
+      const committedAt = now()
+      io.to("t0").emit("u", { topic: topicNames[0], s: i, d: "lat", v: ++version, p: makePayload(payloadBytes, stamp) })
+      return { watermark: i, committedAt }
+    },
+    connections: () => open,
+    dispose: async () => {
+      io.disconnectSockets(true)
+      await new Promise<void>((resolve) => io.close(() => resolve()))
     }
   }
 }
@@ -354,7 +409,13 @@ process.on("message", async (msg: any) => {
     switch (msg.type) {
       case "init": {
         init = { kind: msg.kind, topology: msg.topology, topics: msg.topology === "1x1000" ? 1 : msg.topics }
-        driver = init.kind === "khala" ? await startKhala(init) : init.kind === "uws-raw" ? await startUwsRaw(init) : await startWsLoop(init)
+        driver = init.kind === "khala"
+          ? await startKhala(init)
+          : init.kind === "uws-raw"
+          ? await startUwsRaw(init)
+          : init.kind === "socketio"
+          ? await startSocketIo(init)
+          : await startWsLoop(init)
         send({ type: "ready", url: driver.url, native: driver.native, pid: process.pid, node: process.version })
         return
       }
