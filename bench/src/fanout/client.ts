@@ -17,12 +17,17 @@ type Topology = "1x1000" | "1000x1" | "1000x1-tx" | "idle"
 
 interface Conn {
   /** A ws WebSocket, or for socketio a socket.io-client Socket (readyState mapped by isOpen). */
-  readonly ws: { readonly readyState: number; terminate: () => void; send: (data: Uint8Array | string) => void }
+  ws: { readonly readyState: number; terminate: () => void; send: (data: Uint8Array | string) => void }
   live: boolean
   updates: number
   frames: number
   bytes: number
   lastSeq: number
+  /** The resume phase: drop the connection as a network failure would, then reconnect and resume. */
+  drop?: () => void
+  resume?: () => Promise<void>
+  /** socketio: whether the last reconnect recovered the session (Socket.IO's `socket.recovered`). */
+  recovered?: boolean
 }
 
 const send = (msg: Record<string, unknown>) => process.send!(msg)
@@ -149,6 +154,18 @@ const connectSocketIo = async (url: string, index: number): Promise<Conn> => {
     lastSeq: 0
   }
   socket.on("u", (msg: { s: number }) => onSocketIoUpdate(c, msg))
+  // A network failure, not socket.disconnect() (after which Socket.IO does not recover): close the
+  // transport. connect() then reconnects, sending the session id and the last offset it received.
+  c.drop = () => socket.io.engine?.close()
+  c.resume = () =>
+    new Promise<void>((resolve, reject) => {
+      socket.once("connect", () => {
+        c.recovered = socket.recovered
+        resolve()
+      })
+      socket.once("connect_error", reject)
+      socket.connect()
+    })
   return c
 }
 
@@ -176,6 +193,35 @@ const connect = async (url: string, index: number, topology: Topology): Promise<
   const topic = userTopic(user)
   const TestServer = await TestServerP
   const token = await TestServer.token(user, {}, 3600)
+  let epoch = ""
+  c.drop = () => c.ws.terminate()
+  // Reconnect and resume after the last watermark received: the server replays what was missed
+  // (in batches), then the connection is live. Every update batch after `subscribed` is counted.
+  c.resume = () =>
+    new Promise<void>((resolve, reject) => {
+      const next = new WebSocket(url, [SyncWire.SUBPROTOCOL_BINARY], { perMessageDeflate: false })
+      next.binaryType = "nodebuffer"
+      c.ws = next
+      c.live = false
+      next.on("error", reject)
+      next.on("open", () => next.send(helloFrame(token)))
+      next.on("message", (data: Buffer) => {
+        if (c.live) return onLive(c, data)
+        const frame = SyncWire.decodeServerFrame(new Uint8Array(data))
+        if (frame.kind === FrameKind.WELCOME) {
+          next.send(SyncWire.encodeClientFrame("binary", "subscribe", {
+            topics: [topic],
+            resumeAfter: [{ topic, watermark: BigInt(c.lastSeq), epoch }],
+            requestId: "resume"
+          }))
+        } else if (frame.kind === FrameKind.SUBSCRIBED) {
+          c.live = true
+          resolve()
+        } else if (frame.kind === FrameKind.ERROR) {
+          reject(new Error(`connection ${index}: error on resume: ${JSON.stringify(frame.message, (_k, v) => (typeof v === "bigint" ? v.toString() : v))}`))
+        }
+      })
+    })
   await new Promise<void>((resolve, reject) => {
     let step: "welcome" | "subscribed" | "live" = "welcome"
     const timer = setTimeout(() => reject(new Error(`connection ${index}: handshake stuck at ${step}`)), 30_000)
@@ -191,6 +237,7 @@ const connect = async (url: string, index: number, topology: Topology): Promise<
         step = "subscribed"
         ws.send(SyncWire.encodeClientFrame("binary", "subscribe", { topics: [topic], requestId: "r1" }))
       } else if (step === "subscribed" && frame.kind === FrameKind.SUBSCRIBED) {
+        epoch = (frame.message as any).currentWatermarks?.[0]?.epoch ?? ""
         step = "live"
       } else if (step === "live" && frame.kind === FrameKind.UPDATE_BATCH && (frame.message as any).replayComplete) {
         c.live = true
@@ -199,16 +246,19 @@ const connect = async (url: string, index: number, topology: Topology): Promise<
         resolve()
       }
     })
-    ws.send(SyncWire.encodeClientFrame("binary", "hello", {
-      token,
-      protocolVersion: SyncWire.PROTOCOL_VERSION,
-      clientBuildId: "20261124T000000Z",
-      minSchemaVersion: 1,
-      maxSchemaVersion: 1
-    }))
+    ws.send(helloFrame(token))
   })
   return c
 }
+
+const helloFrame = (token: string) =>
+  SyncWire.encodeClientFrame("binary", "hello", {
+    token,
+    protocolVersion: SyncWire.PROTOCOL_VERSION,
+    clientBuildId: "20261124T000000Z",
+    minSchemaVersion: 1,
+    maxSchemaVersion: 1
+  })
 
 const connectAll = async (url: string, n: number, offset: number, topology: Topology, concurrency: number) => {
   const t0 = now()
@@ -260,6 +310,35 @@ process.on("message", async (msg: any) => {
         if (timeout) clearTimeout(timeout)
         timeout = setTimeout(() => finish(true), msg.timeoutMs ?? 60_000)
         send({ type: "armed" })
+        return
+      }
+      case "drop": {
+        for (const c of conns) c.drop?.()
+        send({ type: "dropped" })
+        return
+      }
+      case "resume": {
+        // Reconnect every connection (at most msg.concurrency at a time) and resume; "done" comes
+        // when every missed update has arrived (armed before). Reports when the reconnects began.
+        const startedAt = now()
+        let next = 0
+        const failures: Array<string> = []
+        const worker = async () => {
+          while (next < conns.length) {
+            const c = conns[next++]!
+            await c.resume!().catch((e: unknown) => void failures.push(String(e).slice(0, 200)))
+          }
+        }
+        await Promise.all(Array.from({ length: Math.min(msg.concurrency ?? 100, conns.length) }, worker))
+        send({
+          type: "resumed",
+          startedAt,
+          reconnectedAt: now(),
+          failures: failures.length,
+          failureSamples: failures.slice(0, 3),
+          recovered: conns.filter((c) => c.recovered === true).length,
+          notRecovered: conns.filter((c) => c.recovered === false).length
+        })
         return
       }
       case "latency-data": {

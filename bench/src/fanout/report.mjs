@@ -92,6 +92,24 @@ if (r.latency) {
   console.log()
 }
 
+if (r.resume) {
+  console.log(`### Reconnect storm: 1,000 topics × 1 subscriber, every connection drops, ${r.resume[0]?.eventsPerTopicMissed} events per topic missed, all resume at once\n`)
+  table(
+    ["server", "missed events received", "exactly once per connection", "all reconnected ms", "caught up ms", "server CPU ms (µs per missed event)", "Socket.IO recovered", "client CPU", "others' cores"],
+    r.resume.map((x) => [
+      x.kind,
+      `${x.received}/${x.expected}`,
+      x.exact ? "yes" : `**no** (${x.minPerConnection}–${x.maxPerConnection})`,
+      x.reconnectAllMs,
+      `**${x.caughtUpMs}**`,
+      `${x.serverCpuMs} (${x.serverCpuPerMissedEventUs})`,
+      x.recovered === undefined ? "–" : `${x.recovered}/${x.recovered + x.notRecovered}`,
+      x.clientCpuShare.join("+"),
+      x.foreignCores
+    ])
+  )
+}
+
 const mainRuntime = String(r.options?.runtime ?? "").startsWith("esbuild") ? "bundle" : "tsx"
 const memRows = [...(r.memory ?? []).map((e) => [mainRuntime, e]), ...(r["memory-bundle"] ?? []).map((e) => ["bundle", e])]
 if (memRows.length > 0) {

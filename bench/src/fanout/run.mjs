@@ -19,6 +19,12 @@
 //                  client process has received every update. Server CPU per delivery too.
 //   latency        1 topic × 1,000 subscribers, 100 events/s for 10 s, for khala (commit =
 //                  journal insertedAt) and, on the same machine, uws-raw, ws-loop and socketio.
+//   resume         1,000 topics × 1 subscriber, khala and socketio: every connection drops (as in a
+//                  network failure), RESUME_EVENTS events are published to every topic meanwhile,
+//                  then all reconnect at once and resume (khala: subscribe after the last
+//                  watermark; Socket.IO: connection-state recovery). Timed from the first
+//                  reconnect until every missed event has arrived; exactness checked per
+//                  connection (every one gets exactly RESUME_EVENTS).
 //   memory         server RSS with 0 and with 10,000 idle connections (khala: hello + subscribed
 //                  to one topic each), for khala, raw uWS, a ws WebSocketServer and Socket.IO.
 //   memory-bundle  with --tsx only: the khala memory test again from the bundle.
@@ -29,11 +35,12 @@
 // proceeds anyway; the load is recorded. Children are killed on exit, on signals and on a global
 // timeout.
 //
-// Options: --phases=throughput,latency,memory,memory-bundle,profile (default: all), --quick
+// Options: --phases=throughput,latency,resume,memory,memory-bundle,profile (default: all), --quick
 // (short rounds), --no-wait, --tsx (run every child through tsx; --bundle, the default, is
 // accepted), --topologies=,
 // --kinds=, --latency-kinds=, --client-processes=N (default 1), --latency-client-processes=N
-// (default 2), --idle=N (default 10000), --keep-profiles=DIR, --out=FILE (default
+// (default 2), --idle=N (default 10000), --resume-events=N (default 100), --keep-profiles=DIR,
+// --out=FILE (default
 // bench/results/fanout.json).
 import { fork, execSync } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -54,7 +61,7 @@ const option = (name, fallback) => {
 }
 const resultsFile = option("out", join(here, "..", "..", "results", "fanout.json"))
 const QUICK = flag("quick")
-const PHASES = option("phases", "throughput,latency,memory,memory-bundle,profile").split(",")
+const PHASES = option("phases", "throughput,latency,resume,memory,memory-bundle,profile").split(",")
 const SUBSCRIBERS = 1000
 const TOPOLOGIES = option("topologies", "1x1000,1000x1,1000x1-tx").split(",")
 const KINDS = option("kinds", "uws-raw,ws-loop,socketio,khala").split(",")
@@ -64,6 +71,8 @@ const ROUND_SECONDS = QUICK ? 0.6 : 1.5
 const SLICE_DELIVERIES = 10_000
 const CLIENT_PROCESSES = Number(option("client-processes", 1))
 const IDLE_CONNECTIONS = Number(option("idle", 10_000))
+const RESUME_EVENTS = Number(option("resume-events", QUICK ? 20 : 100))
+const RESUME_KINDS = option("resume-kinds", "khala,socketio").split(",")
 const MEMORY_STEP = 1000
 const LATENCY_KINDS = option("latency-kinds", "khala,uws-raw,ws-loop,socketio").split(",")
 // One client process saturates at 100 events/s × 1,000 sockets (every message is a read of its
@@ -595,6 +604,70 @@ const latencyPhase = async () => {
   return out
 }
 
+/** Reconnect storm after a network failure: every subscriber of 1000x1 drops, misses, resumes. */
+const resumeRun = async (kind) => {
+  log(`resume: ${kind} 1000x1, every connection drops, ${RESUME_EVENTS} events per topic meanwhile, all reconnect at once`)
+  const group = await startGroup(kind, "1000x1", SUBSCRIBERS)
+  const { server, clients } = group
+  try {
+    // A few live events first, so every connection has a position to resume from.
+    const warm = await round(group, 5, 100, 60_000)
+    if (!warm.complete) throw new Error(`${kind}: the live warm-up round was incomplete`)
+    await Promise.all(clients.map((c) => c.request({ type: "drop" }, "dropped")))
+    for (let i = 0; i < 200; i++) {
+      if ((await server.request({ type: "connections" }, "connections")).count === 0) break
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    const open = (await server.request({ type: "connections" }, "connections")).count
+    const missed = await server.request({ type: "run", events: RESUME_EVENTS, payloadBytes: 100, sliceDeliveries: SLICE_DELIVERIES }, "published", 120_000)
+    await Promise.all(clients.map((c) => c.request({ type: "arm", updates: RESUME_EVENTS * c.connections, timeoutMs: 120_000 }, "armed")))
+    const meter = machineMeter()
+    const cpu0 = await server.request({ type: "cpu" }, "cpu")
+    const resumed = await Promise.all(clients.map((c) => c.request({ type: "resume", concurrency: 100 }, "resumed", 130_000)))
+    const dones = await Promise.all(clients.map((c) => c.next("done", 130_000)))
+    const cpu1 = await server.request({ type: "cpu" }, "cpu")
+    const busy = meter()
+    const startedAt = Math.min(...resumed.map((r) => r.startedAt))
+    const received = dones.reduce((a, d) => a + d.updates, 0)
+    const expected = RESUME_EVENTS * SUBSCRIBERS
+    const result = {
+      kind,
+      topology: "1000x1",
+      eventsPerTopicMissed: RESUME_EVENTS,
+      connectionsOpenWhenPublishing: open,
+      missedPublishMs: r2(missed.t1 - missed.t0),
+      expected,
+      received,
+      exact: received === expected && Math.min(...dones.map((d) => d.minUpdates)) === RESUME_EVENTS && Math.max(...dones.map((d) => d.maxUpdates)) === RESUME_EVENTS,
+      minPerConnection: Math.min(...dones.map((d) => d.minUpdates)),
+      maxPerConnection: Math.max(...dones.map((d) => d.maxUpdates)),
+      timedOut: dones.some((d) => d.timedOut),
+      reconnectFailures: resumed.reduce((a, r) => a + r.failures, 0),
+      failureSamples: resumed.flatMap((r) => r.failureSamples).slice(0, 3),
+      recovered: kind === "socketio" ? resumed.reduce((a, r) => a + r.recovered, 0) : undefined,
+      notRecovered: kind === "socketio" ? resumed.reduce((a, r) => a + r.notRecovered, 0) : undefined,
+      reconnectAllMs: r2(Math.max(...resumed.map((r) => r.reconnectedAt)) - startedAt),
+      caughtUpMs: r2(Math.max(...dones.map((d) => d.tEnd)) - startedAt),
+      serverCpuMs: Math.round(cpu1.cpuMs - cpu0.cpuMs),
+      serverCpuPerMissedEventUs: r2(((cpu1.cpuMs - cpu0.cpuMs) * 1000) / Math.max(1, received)),
+      clientCpuShare: dones.map((d) => r2(d.cpuMs / (d.tEnd - d.armedAt))),
+      foreignCores: busy.foreignCores
+    }
+    log(`  ${received}/${expected} missed events${result.exact ? ", exactly once each" : ", NOT EXACT"} (per connection ${result.minPerConnection}–${result.maxPerConnection})` +
+      `; all reconnected in ${result.reconnectAllMs} ms, caught up in ${result.caughtUpMs} ms; server CPU ${result.serverCpuMs} ms = ${result.serverCpuPerMissedEventUs} µs per missed event` +
+      `${result.recovered === undefined ? "" : `; Socket.IO recovered ${result.recovered}, not ${result.notRecovered}`}${result.reconnectFailures ? `; ${result.reconnectFailures} reconnects FAILED: ${result.failureSamples.join(" | ")}` : ""}; others used ${result.foreignCores} cores`)
+    return result
+  } finally {
+    await stopGroup(group)
+  }
+}
+
+const resumePhase = async () => {
+  const out = []
+  for (const kind of RESUME_KINDS) out.push(await resumeRun(kind))
+  return out
+}
+
 /**
  * Server RSS at 0, at MEMORY_STEP and at IDLE_CONNECTIONS idle connections (two client processes:
  * the first MEMORY_STEP connections, then the rest). (RSS(N) − RSS(0)) / N is the figure asked
@@ -750,6 +823,7 @@ const main = async () => {
     console.table(results.summary.map(({ serverCpuUsPerDelivery: _cpu, ...s }) => s))
   }
   await phase("latency", latencyPhase)
+  await phase("resume", resumePhase)
   await phase("memory", () => memoryPhase())
   // The same khala memory test from an esbuild bundle: tsx compiles with keepNames, which gives
   // every named closure its own property backing store (see FANOUT.md); a build does not.
