@@ -64,7 +64,8 @@ for (const adapter of adapters) {
       expect(await run((r) => r.prune)).toBeGreaterThanOrEqual(2)
     })
 
-    it.runIf(adapter.sql)("records a notice all or nothing", async () => {
+    // (The memory adapter has no column limit to fail on: the case is the SQL transaction's.)
+    if (adapter.sql) it("records a notice all or nothing", async () => {
       // A device id beyond the column's 256 characters fails the write: the session beside it is not recorded either.
       const failed = await run((r) =>
         Effect.either(r.record({ sessionIds: ["sess_rs_atomic"], deviceIds: ["d".repeat(300)], userId: "usr_ann", reason: "user_requested", ttlMs: TTL }))
