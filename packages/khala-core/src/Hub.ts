@@ -26,6 +26,7 @@ import { StaleCursorError } from "./Errors.js"
 import type { Journal } from "./Journal.js"
 import * as Metrics from "./Metrics.js"
 import type { Committed } from "./Notifier.js"
+import { MAX_BATCH_BYTES, MAX_BATCH_UPDATES } from "./Topic.js"
 import type { JournalEvent } from "./Storage.js"
 import * as SyncWire from "./SyncWire.js"
 import type { TransportServer } from "./Transport.js"
@@ -56,6 +57,19 @@ export interface TopicLease {
 const NO_TAGS: Array<never> = []
 
 /** `events` start right after `lastPublished` and have no hole. */
+/**
+ * The end (exclusive) of the batch starting at `start`: at most MAX_BATCH_UPDATES events and
+ * MAX_BATCH_BYTES of payload (at least one event), the limits a read clamps to and the welcome
+ * announces.
+ */
+const batchEnd = (events: ReadonlyArray<JournalEvent>, start: number) => {
+  let bytes = events[start]!.payloadBytes
+  let end = start + 1
+  const max = Math.min(events.length, start + MAX_BATCH_UPDATES)
+  while (end < max && bytes + events[end]!.payloadBytes <= MAX_BATCH_BYTES) bytes += events[end++]!.payloadBytes
+  return end
+}
+
 const follows = (events: ReadonlyArray<JournalEvent>, lastPublished: bigint) => {
   if (events.length === 0 || events[0]!.watermark !== lastPublished + 1n) return false
   for (let i = 1; i < events.length; i++) if (events[i]!.watermark !== events[i - 1]!.watermark + 1n) return false
@@ -187,22 +201,52 @@ export class Hub {
   private offers: Array<{ readonly topic: string; readonly state: TopicState; readonly events: ReadonlyArray<JournalEvent> }> = []
   private offering = false
 
+  /**
+   * Publish what was handed over since the last call: per topic, the offers that follow on from
+   * what was published are merged (a burst of commits to one topic goes out as one frame, not one
+   * per commit) and split at the batch limits the welcome announced, as a read would be. An offer
+   * that does not follow (a hole: another node's commit, or an offer out of order) sends the topic
+   * to a read, which also covers the offers after it.
+   */
   private readonly takeOffers = () => {
     this.offering = false
     const offers = this.offers
     this.offers = []
     const publishStart = performance.now()
+    const merged = new Map<string, { state: TopicState; events: ReadonlyArray<JournalEvent>; owned: boolean; last: bigint; broken: boolean }>()
     for (const { events, state, topic } of offers) {
       // Dropped meanwhile (released, a gap, an epoch reset): nothing to publish to.
       if (this.topics.get(topic) !== state) continue
-      if (!follows(events, state.lastPublished)) {
+      const m = merged.get(topic)
+      if (m === undefined) {
+        const ok = follows(events, state.lastPublished)
+        if (!ok) this.pending.add(topic)
+        merged.set(topic, { state, events: ok ? events : [], owned: false, last: ok ? events[events.length - 1]!.watermark : state.lastPublished, broken: !ok })
+        continue
+      }
+      if (m.broken) continue
+      if (!follows(events, m.last)) {
+        m.broken = true
         this.pending.add(topic)
         continue
       }
-      const last = events[events.length - 1]!.watermark
+      // Copy only when a second offer joins (the common case is one offer per topic).
+      const list: Array<JournalEvent> = m.owned ? (m.events as Array<JournalEvent>) : [...m.events]
+      for (const e of events) list.push(e)
+      m.events = list
+      m.owned = true
+      m.last = events[events.length - 1]!.watermark
+    }
+    for (const [topic, { events, last, state }] of merged) {
+      if (events.length === 0) continue
       try {
-        this.publish(topic, state, events, last)
-        state.lastPublished = last
+        let start = 0
+        while (start < events.length) {
+          const end = batchEnd(events, start)
+          this.publish(topic, state, start === 0 && end === events.length ? events : events.slice(start, end), last)
+          state.lastPublished = events[end - 1]!.watermark
+          start = end
+        }
       } catch {
         // Read and published by the next pass instead (a format already sent is sent again:
         // clients discard what they have).

@@ -5,6 +5,7 @@ import { Hub } from "../src/Hub.js"
 import type { Journal } from "../src/Journal.js"
 import type { JournalEvent } from "../src/Storage.js"
 import * as SyncWire from "../src/SyncWire.js"
+import * as Topic from "../src/Topic.js"
 import type { Transport } from "../src/index.js"
 
 const topic = "runtime.run_summaries:user:u1"
@@ -129,6 +130,63 @@ describe("Hub", () => {
     await new Promise((r) => setTimeout(r, 100))
     expect(sent).toEqual([1n, 2n, 3n, 4n, 5n, 6n])
     expect(hub.lastPublished(lease)).toBe(6n)
+  })
+
+  it("merges the hand-overs of a burst into one frame per topic, and splits a commit at the batch limits the welcome announces", async () => {
+    let stored: Array<JournalEvent> = []
+    const event = (w: number, payloadBytes = 2): JournalEvent => ({
+      topic, watermark: BigInt(w), docKey: `d${w}`, docVersion: 1n, payload: "{}", payloadHash: new Uint8Array(32), payloadBytes, insertedAt: new Date()
+    })
+    const reads: Array<bigint> = []
+    const journal = {
+      epoch: "ep_test",
+      position: () => Effect.sync(() => ({ head: BigInt(stored.length), floor: 0n })),
+      readMany: (rs: ReadonlyArray<{ topic: string; after: bigint }>) =>
+        Effect.sync(() => {
+          const out = new Map()
+          for (const r of rs) {
+            reads.push(r.after)
+            const events = stored.filter((e) => e.watermark > r.after).slice(0, Topic.MAX_BATCH_UPDATES)
+            out.set(r.topic, { topic: r.topic, events, head: BigInt(stored.length), floor: 0n, next: events.at(-1)?.watermark ?? r.after, complete: true })
+          }
+          return out
+        })
+    } as unknown as Journal["Type"]
+    const frames: Array<Array<bigint>> = []
+    const transport = () => ({
+      publish: (_t: string, _f: string, data: Uint8Array) => {
+        frames.push((SyncWire.decodeServerFrame(data).message.updates as Array<any>).map((u) => u.watermark))
+      }
+    }) as unknown as Transport.TransportServer
+    const hub = new Hub({ journal, transport, run: (e) => void Effect.runFork(e), onGap: () => {} })
+    const lease = await hub.activate(topic)
+    hub.joined(lease, "binary")
+    let next = 1
+    const commit = (n: number, payloadBytes = 2) => {
+      const events = Array.from({ length: n }, () => event(next++, payloadBytes))
+      stored = [...stored, ...events]
+      hub.wake([topic], new Map([[topic, events]]))
+    }
+    // Three commits in one synchronous burst: one frame.
+    commit(2)
+    commit(1)
+    commit(2)
+    await Promise.resolve()
+    expect(frames).toEqual([[1n, 2n, 3n, 4n, 5n]])
+    // One commit of 450 events: 200 + 200 + 50, as a read would send them.
+    frames.length = 0
+    commit(450)
+    await Promise.resolve()
+    expect(frames.map((f) => f.length)).toEqual([200, 200, 50])
+    expect(frames.flat()).toEqual(Array.from({ length: 450 }, (_, i) => BigInt(6 + i)))
+    // Large documents: at most MAX_BATCH_BYTES of payload per frame (at least one document).
+    frames.length = 0
+    commit(5, 900 * 1024)
+    commit(1, Topic.MAX_BATCH_BYTES + 1)
+    await Promise.resolve()
+    expect(frames.map((f) => f.length)).toEqual([2, 2, 1, 1])
+    expect(reads).toEqual([])
+    expect(hub.lastPublished(lease)).toBe(BigInt(next - 1))
   })
 
   it("a hand-over that fails to publish is read and published by the next pass, and the writer never sees the failure", async () => {
