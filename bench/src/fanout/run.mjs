@@ -79,7 +79,7 @@ const LATENCY_KINDS = option("latency-kinds", "khala,uws-raw,ws-loop,socketio").
 // own), which would add queueing to every server's latency; two share the 1,000 connections.
 const LATENCY_CLIENTS = Number(option("latency-client-processes", 2))
 const LATENCY = { rate: 100, durationMs: QUICK ? 3000 : 10_000, payloadBytes: 100 }
-const GLOBAL_TIMEOUT_MS = 12 * 60_000
+const GLOBAL_TIMEOUT_MS = 20 * 60_000
 const EXEC_ARGV = ["--conditions=@openagents/source", "--import", "tsx"]
 
 const started = Date.now()
