@@ -189,6 +189,43 @@ describe("Hub", () => {
     expect(hub.lastPublished(lease)).toBe(BigInt(next - 1))
   })
 
+  it("reset (a new journal epoch) forgets every topic: old leases are inert, pending hand-overs and reads are dropped, a new activation starts from the journal's position", async () => {
+    const head = { value: 3n }
+    const { journal, reads } = scripted(head, 0)
+    const sent: Array<bigint> = []
+    const transport = () => ({
+      publish: (_t: string, _f: string, data: Uint8Array) => {
+        for (const u of SyncWire.decodeServerFrame(data).message.updates as Array<any>) sent.push(u.watermark)
+      }
+    }) as unknown as Transport.TransportServer
+    const hub = new Hub({ journal, transport, run: (e) => void Effect.runFork(e), onGap: () => {} })
+    const event = (w: number): JournalEvent => ({
+      topic, watermark: BigInt(w), docKey: `d${w}`, docVersion: 1n, payload: "{}", payloadHash: new Uint8Array(32), payloadBytes: 2, insertedAt: new Date()
+    })
+    const old = await hub.activate(topic)
+    hub.joined(old, "binary")
+    // A hand-over and a read are both due when the epoch changes …
+    hub.wake([topic], new Map([[topic, [event(4)]]]))
+    hub.wake(["runtime.run_summaries:user:other"])
+    hub.reset()
+    await new Promise((r) => setTimeout(r, 10))
+    // … and neither is carried out for the forgotten state.
+    expect(sent).toEqual([])
+    expect(reads).toEqual([])
+    expect(hub.activeTopics()).toEqual([])
+    expect(hub.lastPublished(old)).toBeUndefined()
+    hub.release(old) // inert
+    // The new history: its head is 1; a new subscriber's topic starts there.
+    head.value = 1n
+    const fresh = await hub.activate(topic)
+    hub.joined(fresh, "binary")
+    expect(hub.lastPublished(fresh)).toBe(1n)
+    hub.wake([topic], new Map([[topic, [event(2)]]]))
+    await Promise.resolve()
+    expect(sent).toEqual([2n])
+    expect(hub.activeTopics()).toEqual([topic])
+  })
+
   it("a hand-over that fails to publish is read and published by the next pass, and the writer never sees the failure", async () => {
     const stored = [1, 2].map((w): JournalEvent => ({
       topic, watermark: BigInt(w), docKey: `d${w}`, docVersion: 1n, payload: "{}", payloadHash: new Uint8Array(32), payloadBytes: 2, insertedAt: new Date()
