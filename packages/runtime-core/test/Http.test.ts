@@ -355,6 +355,9 @@ for (const engine of SqlTesting.engines()) {
         // Unsigned, or signed for a user route's user, is refused; bad bodies are 400.
         expect((await fetch(`${host.baseUrl}/internal/v1/sync/sessions/revoke`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })).status).toBe(401)
         expect((await host.internal("POST", "/internal/v1/sync/sessions/revoke", undefined, { session_ids: ["s"], reason: "because" })).status).toBe(400)
+        for (const user_id of ["", "u".repeat(257), 42]) {
+          expect((await host.internal("POST", "/internal/v1/sync/sessions/revoke", undefined, { session_ids: ["s"], device_ids: ["d"], user_id, reason: "user_requested" })).status).toBe(400)
+        }
       })
     })
 
