@@ -27,6 +27,7 @@ import type { Journal } from "./Journal.js"
 import * as Metrics from "./Metrics.js"
 import type { Committed } from "./Notifier.js"
 import { MAX_BATCH_BYTES, MAX_BATCH_UPDATES } from "./Topic.js"
+import { updateCost } from "./internal/prepare.js"
 import type { JournalEvent } from "./Storage.js"
 import * as SyncWire from "./SyncWire.js"
 import type { TransportServer } from "./Transport.js"
@@ -56,20 +57,25 @@ export interface TopicLease {
 
 const NO_TAGS: Array<never> = []
 
-/** `events` start right after `lastPublished` and have no hole. */
 /**
- * The end (exclusive) of the batch starting at `start`: at most MAX_BATCH_UPDATES events and
- * MAX_BATCH_BYTES of payload (at least one event), the limits a read clamps to and the welcome
- * announces.
+ * The end (exclusive) of the batch starting at `start`: at most MAX_BATCH_UPDATES events costing
+ * at most MAX_BATCH_BYTES (at least one event) — the limits the welcome announces, counted as a
+ * read counts them (`updateCost`).
  */
 const batchEnd = (events: ReadonlyArray<JournalEvent>, start: number) => {
-  let bytes = events[start]!.payloadBytes
+  let bytes = updateCost(events[start]!)
   let end = start + 1
   const max = Math.min(events.length, start + MAX_BATCH_UPDATES)
-  while (end < max && bytes + events[end]!.payloadBytes <= MAX_BATCH_BYTES) bytes += events[end++]!.payloadBytes
+  while (end < max) {
+    const cost = updateCost(events[end]!)
+    if (bytes + cost > MAX_BATCH_BYTES) break
+    bytes += cost
+    end++
+  }
   return end
 }
 
+/** `events` start right after `lastPublished` and have no hole. */
 const follows = (events: ReadonlyArray<JournalEvent>, lastPublished: bigint) => {
   if (events.length === 0 || events[0]!.watermark !== lastPublished + 1n) return false
   for (let i = 1; i < events.length; i++) if (events[i]!.watermark !== events[i - 1]!.watermark + 1n) return false
@@ -214,10 +220,17 @@ export class Hub {
     this.offers = []
     const publishStart = performance.now()
     const merged = new Map<string, { state: TopicState; events: ReadonlyArray<JournalEvent>; owned: boolean; last: bigint; broken: boolean }>()
-    for (const { events, state, topic } of offers) {
+    for (const offer of offers) {
+      const { state, topic } = offer
       // Dropped meanwhile (released, a gap, an epoch reset): nothing to publish to.
       if (this.topics.get(topic) !== state) continue
       const m = merged.get(topic)
+      // What a read published meanwhile is dropped from the offer, not sent to another read.
+      const after = m === undefined ? state.lastPublished : m.last
+      const events = offer.events.length > 0 && offer.events[0]!.watermark <= after
+        ? offer.events.filter((e) => e.watermark > after)
+        : offer.events
+      if (events.length === 0) continue
       if (m === undefined) {
         const ok = follows(events, state.lastPublished)
         if (!ok) this.pending.add(topic)

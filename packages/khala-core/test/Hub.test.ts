@@ -185,8 +185,29 @@ describe("Hub", () => {
     commit(1, Topic.MAX_BATCH_BYTES + 1)
     await Promise.resolve()
     expect(frames.map((f) => f.length)).toEqual([2, 2, 1, 1])
+    // Counted as a read counts them (doc key and framing too): two documents of 1 MiB − 16 B go
+    // out one per frame, as a read would send them.
+    frames.length = 0
+    commit(1, 1024 * 1024 - 16)
+    commit(1, 1024 * 1024 - 16)
+    await Promise.resolve()
+    expect(frames.map((f) => f.length)).toEqual([1, 1])
     expect(reads).toEqual([])
     expect(hub.lastPublished(lease)).toBe(BigInt(next - 1))
+    // A read publishes a commit before its hand-over is taken up: the late hand-over is dropped,
+    // and the next one in the same burst is published without another read.
+    frames.length = 0
+    const late = Array.from({ length: 2 }, () => event(next++))
+    stored = [...stored, ...late]
+    hub.wake([topic])
+    await new Promise((r) => setTimeout(r, 10))
+    expect(frames).toEqual([late.map((e) => e.watermark)])
+    const readsBefore = reads.length
+    hub.wake([topic], new Map([[topic, late]]))
+    commit(1)
+    await new Promise((r) => setTimeout(r, 10))
+    expect(frames).toEqual([late.map((e) => e.watermark), [BigInt(next - 1)]])
+    expect(reads.length).toBe(readsBefore)
   })
 
   it("reset (a new journal epoch) forgets every topic: old leases are inert, pending hand-overs and reads are dropped, a new activation starts from the journal's position", async () => {

@@ -37,6 +37,10 @@ export const utf8Length = (s: string): number => {
   return n
 }
 
+/** What an update costs in a batch, as reads count it against their byte limit. */
+export const updateCost = (e: { readonly payloadBytes: number; readonly docKey: string }): number =>
+  e.payloadBytes + utf8Length(e.docKey) + UPDATE_OVERHEAD_BYTES
+
 /**
  * SHA-256 of `data` (a string is hashed as its UTF-8). node:crypto, ~6× the pure-JS hash at 2 KiB;
  * its one-shot `hash` (Node >= 20.12) where present, ~3× cheaper than `createHash` for the small

@@ -11,14 +11,14 @@ import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Checkpoints from "../Checkpoints.js"
-import { eventOf, utf8Length } from "../internal/prepare.js"
+import { eventOf, updateCost } from "../internal/prepare.js"
 import * as Journal from "../Journal.js"
 import * as ReadModels from "../ReadModels.js"
 import * as Retention from "../Retention.js"
 import * as Snapshot from "../Snapshot.js"
 import type { Position } from "../Staleness.js"
 import type { Checkpoint, JournalEvent, KhalaStorageService, PreparedEntry, StoredDocument, StoredRead } from "../Storage.js"
-import { KhalaStorage, UPDATE_OVERHEAD_BYTES } from "../Storage.js"
+import { KhalaStorage } from "../Storage.js"
 import type { Topic } from "../Topic.js"
 
 interface TopicState {
@@ -108,7 +108,7 @@ export const make: Effect.Effect<KhalaStorageService> = Effect.gen(function*() {
     let bytes = 0
     for (let i = start; i < state.events.length && events.length < maxRows; i++) {
       const e = state.events[i]!
-      bytes += e.payloadBytes + utf8Length(e.docKey) + UPDATE_OVERHEAD_BYTES
+      bytes += updateCost(e)
       if (events.length > 0 && bytes > maxBytes) break
       events.push(e)
     }
