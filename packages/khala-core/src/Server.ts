@@ -305,8 +305,11 @@ export const make = (
                     closeNow(c, SyncCloseCode.SERVER_RESTART, "revocation check unavailable")
                     return
                   }
+                  // A revocation announced while the lookup ran found no principal on this
+                  // connection to cut: it is in the store now.
+                  const reason = verdict ?? revocations.reasonOf(principal)
                   dispatch(c, { _tag: "Verified", principal, purpose: action.purpose, requestId: action.requestId, now: Date.now() })
-                  if (verdict !== undefined) dispatch(c, { _tag: "Revoked", reason: verdict, now: Date.now() })
+                  if (reason !== undefined) dispatch(c, { _tag: "Revoked", reason, now: Date.now() })
                 }
               })
             )

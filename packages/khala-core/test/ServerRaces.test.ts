@@ -109,6 +109,24 @@ describe("khala server races", () => {
     }
   })
 
+  it("a revocation announced while the hello's revocation lookup runs still cuts the connection", async () => {
+    const h = await start({
+      transport: WsTransport.transport,
+      server: { sessionRevoked: () => Effect.as(Effect.sleep("150 millis"), false) }
+    })
+    try {
+      const c = await TestClient.connect(h.url)
+      const welcome = c.hello(await tokenFor("hr", { oa_session_id: "sess_racing" }))
+      await sleep(50) // the lookup is running: the connection has no principal yet
+      await Effect.runPromise(h.server.revoke({ sessionIds: ["sess_racing"], deviceIds: [], reason: "user_requested" }))
+      await welcome.catch(() => undefined)
+      const closed = await Promise.race([c.closed, sleep(3000).then(() => ({ code: 0, reason: "still open after 3 s" }))])
+      expect([closed.code, closed.reason]).toEqual([4501, expect.stringContaining("reauth_required")])
+    } finally {
+      await h.dispose()
+    }
+  })
+
   it("the snapshot endpoint refuses a revoked session — announced on the open server or only in the durable record — and fails closed when the record is unreachable", async () => {
     let down = false
     const h = await start({
