@@ -71,7 +71,13 @@ export const make = (options: RelayOptions = {}) =>
       const due = yield* storage.dueRevocations(now, options.batchSize ?? 50)
       let count = 0
       for (const n of due) {
-        const result = yield* Effect.either(runtime.revokeSessions({ userId: n.userId, sessionIds: n.sessionIds, deviceIds: n.deviceIds, reason: n.reason }))
+        const result = yield* Effect.either(runtime.revokeSessions({
+          userId: n.userId,
+          revokedAtMs: n.createdAtMs,
+          sessionIds: n.sessionIds,
+          deviceIds: n.deviceIds,
+          reason: n.reason
+        }))
         const at = yield* Clock.currentTimeMillis
         if (result._tag === "Right") {
           yield* storage.markRevocationDelivered(n.id, at)

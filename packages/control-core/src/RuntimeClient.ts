@@ -18,6 +18,11 @@ export const REVOKE_PATH = "/internal/v1/sync/sessions/revoke"
 export interface RevocationRequest {
   /** The user whose sessions and devices these are (sent as user_id; scopes the device revocation). */
   readonly userId?: string | undefined
+  /**
+   * When control revoked them (ms; sent as revoked_at_ms): a redelivered notice then carries the
+   * same time, and does not refuse the tokens of a sign-in made on the device since.
+   */
+  readonly revokedAtMs?: number | undefined
   readonly sessionIds: ReadonlyArray<string>
   readonly deviceIds: ReadonlyArray<string>
   readonly reason: RevocationReason

@@ -33,12 +33,12 @@ describe("HttpRuntime.revokeSessions", () => {
     Effect.gen(function*() {
       const { fake } = yield* startFakeRuntime
       const client = yield* HttpRuntime.make({ baseUrl: fake.url, key: RUNTIME_KEY }).pipe(Effect.provide(FetchHttpClient.layer))
-      yield* client.revokeSessions({ userId: "usr_1", sessionIds: ["sess_1", "sess_2"], deviceIds: ["mobile:autopilot-ios"], reason: "user_requested" })
+      yield* client.revokeSessions({ userId: "usr_1", revokedAtMs: 1_764_000_000_123, sessionIds: ["sess_1", "sess_2"], deviceIds: ["mobile:autopilot-ios"], reason: "user_requested" })
       expect(fake.refused).toEqual([])
       expect(fake.received).toHaveLength(1)
       const [received] = fake.received
       expect(received).toMatchObject({ method: "POST", url: "/internal/v1/sync/sessions/revoke", claims: { method: "POST", path: "/internal/v1/sync/sessions/revoke" } })
-      expect(JSON.parse(received!.body)).toEqual({ session_ids: ["sess_1", "sess_2"], device_ids: ["mobile:autopilot-ios"], user_id: "usr_1", reason: "user_requested" })
+      expect(JSON.parse(received!.body)).toEqual({ session_ids: ["sess_1", "sess_2"], device_ids: ["mobile:autopilot-ios"], user_id: "usr_1", revoked_at_ms: 1_764_000_000_123, reason: "user_requested" })
       expect(received!.headers["x-oa-runtime-key-id"]).toBe(RUNTIME_KEY.kid)
       const wrongKey = yield* HttpRuntime.make({ baseUrl: fake.url, key: { kid: RUNTIME_KEY.kid, secret: { ...RUNTIME_KEY.secret } as never } }).pipe(Effect.provide(FetchHttpClient.layer))
       void wrongKey
@@ -80,7 +80,7 @@ describe("control with the HTTP runtime client", () => {
         expect((yield* call("POST", "/api/auth/logout", { headers: bearer(session.body.token) })).status).toBe(200)
         const received = yield* waitFor(Effect.sync(() => fake.received), (r) => r.some((x) => x.body.includes(session.body.sessionId)))
         const revocation = received.find((x) => x.body.includes(session.body.sessionId))!
-        expect(JSON.parse(revocation.body)).toEqual({ session_ids: [session.body.sessionId], device_ids: [], user_id: session.body.userId, reason: "user_requested" })
+        expect(JSON.parse(revocation.body)).toEqual({ session_ids: [session.body.sessionId], device_ids: [], user_id: session.body.userId, revoked_at_ms: expect.any(Number), reason: "user_requested" })
       }))
 
     it.effect("a revocation made while the runtime is down is delivered when it comes back", () =>
@@ -90,16 +90,23 @@ describe("control with the HTTP runtime client", () => {
         const phone = yield* signInNative("autopilot-ios", email)
         const laptop = yield* signInNative("autopilot-desktop", email)
         fake.mode = "down"
+        const before = Date.now()
         const revoked = yield* call("POST", "/api/auth/sessions/revoke", { body: { device_ids: ["mobile:autopilot-ios"] }, headers: bearer(laptop.body.token) })
+        const after = Date.now()
         expect(revoked.body.revokedSessionIds).toEqual([phone.body.sessionId])
         yield* Effect.sleep("150 millis")
         expect(fake.received.some((x) => x.body.includes(phone.body.sessionId))).toBe(false)
         fake.mode = "ok"
         const received = yield* waitFor(Effect.sync(() => fake.received), (r) => r.some((x) => x.body.includes(phone.body.sessionId)))
-        expect(JSON.parse(received.find((x) => x.body.includes(phone.body.sessionId))!.body)).toEqual({
+        const delivered = JSON.parse(received.find((x) => x.body.includes(phone.body.sessionId))!.body)
+        // The time of the revocation, not of the (later) delivery: a redelivery carries the same.
+        expect(delivered.revoked_at_ms).toBeGreaterThanOrEqual(before)
+        expect(delivered.revoked_at_ms).toBeLessThanOrEqual(after)
+        expect(delivered).toEqual({
           session_ids: [phone.body.sessionId],
           device_ids: ["mobile:autopilot-ios"],
           user_id: phone.body.userId,
+          revoked_at_ms: expect.any(Number),
           reason: "user_requested"
         })
       }))

@@ -223,7 +223,7 @@ const signInSuite = (name: string, storage: Layer.Layer<any, unknown>) =>
           expect((yield* call("POST", "/api/auth/refresh", { body: { refresh_token: first.body.refreshToken } })).status).toBe(401)
           const recorder = yield* MemoryRuntime.RuntimeRecorder
           const revocations = yield* waitFor(recorder.revocations, (all) => all.some((r) => r.sessionIds.includes(verified.body.sessionId)))
-          expect(revocations.find((r) => r.sessionIds.includes(verified.body.sessionId))).toEqual({ userId: verified.body.userId, sessionIds: [verified.body.sessionId], deviceIds: [], reason: "token_replay" })
+          expect(revocations.find((r) => r.sessionIds.includes(verified.body.sessionId))).toEqual({ revokedAtMs: expect.any(Number), userId: verified.body.userId, sessionIds: [verified.body.sessionId], deviceIds: [], reason: "token_replay" })
         }))
 
       it.effect("refresh without rotation keeps the refresh token; an unknown one is unauthorized", () =>
@@ -256,7 +256,7 @@ const signInSuite = (name: string, storage: Layer.Layer<any, unknown>) =>
           expect((yield* call("GET", "/api/auth/me", { headers: bearer(laptop.body.token) })).status).toBe(200)
           const recorder = yield* MemoryRuntime.RuntimeRecorder
           const all = yield* waitFor(recorder.revocations, (rs) => rs.some((r) => r.sessionIds.includes(phone.body.sessionId)))
-          expect(all.find((r) => r.sessionIds.includes(phone.body.sessionId))).toEqual({ userId: phone.body.userId, sessionIds: [phone.body.sessionId], deviceIds: [], reason: "user_requested" })
+          expect(all.find((r) => r.sessionIds.includes(phone.body.sessionId))).toEqual({ revokedAtMs: expect.any(Number), userId: phone.body.userId, sessionIds: [phone.body.sessionId], deviceIds: [], reason: "user_requested" })
           // Another user's session ids are ignored, not revoked.
           const stranger = yield* signInNative("autopilot-ios")
           const attempt = yield* call("POST", "/api/auth/sessions/revoke", { body: { sessionIds: [stranger.body.sessionId] }, headers: bearer(laptop.body.token) })
@@ -277,7 +277,7 @@ const signInSuite = (name: string, storage: Layer.Layer<any, unknown>) =>
           expect((yield* call("GET", "/api/auth/me", { headers: bearer(second.body.token) })).status).toBe(200)
           const recorder = yield* MemoryRuntime.RuntimeRecorder
           const all = yield* waitFor(recorder.revocations, (rs) => rs.some((r) => r.sessionIds.includes(first.body.sessionId)))
-          expect(all.find((r) => r.sessionIds.includes(first.body.sessionId))).toEqual({ userId: first.body.userId, sessionIds: [first.body.sessionId], deviceIds: [], reason: "device_replaced" })
+          expect(all.find((r) => r.sessionIds.includes(first.body.sessionId))).toEqual({ revokedAtMs: expect.any(Number), userId: first.body.userId, sessionIds: [first.body.sessionId], deviceIds: [], reason: "device_replaced" })
         }))
 
       it.effect("refuses tampered and foreign bearer tokens", () =>

@@ -32,6 +32,11 @@ export interface Revocation {
    * across users). Undefined: for every user.
    */
   readonly userId?: string | undefined
+  /**
+   * When the devices were revoked (ms; undefined: when the node hears of it): only tokens issued
+   * up to then are refused, so a redelivered revocation does not reach a sign-in made since.
+   */
+  readonly revokedAtMs?: number | undefined
   readonly reason: RevocationReasonName
 }
 

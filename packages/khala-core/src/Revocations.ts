@@ -37,10 +37,12 @@ export interface RevocationsOptions {
   readonly deviceRevoked?: ((deviceId: string, issuedAtSeconds: number, userId: string) => Effect.Effect<boolean, unknown>) | undefined
 }
 
-/** Whether `revocation` covers `principal` (its session, or its device for its user). */
+/** Whether `revocation` covers `principal`: its session, or its device for its user and a token issued up to the revocation. */
 export const covers = (revocation: Revocation, principal: SyncPrincipal): boolean =>
   revocation.sessionIds.includes(principal.sessionId) ||
-  (revocation.deviceIds.includes(principal.deviceId) && (revocation.userId === undefined || revocation.userId === principal.userId))
+  (revocation.deviceIds.includes(principal.deviceId) &&
+    (revocation.userId === undefined || revocation.userId === principal.userId) &&
+    (revocation.revokedAtMs === undefined || principal.issuedAt * 1000 <= revocation.revokedAtMs))
 
 export interface RevocationsService {
   /** Hold a revocation (idempotent; extends its expiry). */
@@ -89,9 +91,14 @@ export const makeStore = (options: RevocationsOptions = {}): RevocationsService 
   return {
     add: (revocation) => {
       const now = Date.now()
-      const entry = { until: now + ttlMs, reason: revocation.reason, at: now }
+      const entry = { until: now + ttlMs, reason: revocation.reason, at: revocation.revokedAtMs ?? now }
       for (const id of revocation.sessionIds) sessions.set(id, entry)
-      for (const id of revocation.deviceIds) devices.set(deviceKey(revocation.userId ?? "", id), entry)
+      for (const id of revocation.deviceIds) {
+        const key = deviceKey(revocation.userId ?? "", id)
+        const held = devices.get(key)
+        // The latest revocation wins: a redelivered older one does not move it back.
+        devices.set(key, held !== undefined && held.at > entry.at ? { ...entry, at: held.at } : entry)
+      }
     },
     reasonOf,
     check: (principal) =>

@@ -74,6 +74,8 @@ export interface Caller {
   readonly via: "bearer" | "internal"
   readonly sessionId?: string | undefined
   readonly deviceId?: string | undefined
+  /** The bearer token's iat (seconds). */
+  readonly issuedAt?: number | undefined
 }
 
 export class CurrentCaller extends Context.Tag("@openagents/runtime-core/CurrentCaller")<CurrentCaller, Caller>() {}
@@ -258,6 +260,8 @@ export const RevokeRequest = Schema.Struct({
   }),
   /** Whose sessions and devices: device ids are revoked for this user only (absent: every user). */
   user_id: Schema.optionalWith(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(256)), { exact: true }),
+  /** When control revoked them (ms since the epoch, control's clock, which also stamps the tokens' iat). */
+  revoked_at_ms: Schema.optionalWith(Schema.Number.pipe(Schema.int(), Schema.between(0, 8_640_000_000_000_000)), { exact: true }),
   reason: RevocationReason
 })
 

@@ -39,6 +39,8 @@ export interface AccessTokenClaims {
   readonly sessionId: string
   readonly deviceId: string | undefined
   readonly clientId: string | undefined
+  /** iat, seconds since the epoch. */
+  readonly issuedAt: number
 }
 
 const unauthorized = (message: string, reason: string) => new Errors.RuntimeError({ code: "unauthorized", message, details: { reason } })
@@ -82,7 +84,8 @@ export const makeAccessTokenVerifier = (options: AccessTokenOptions) => {
           userId,
           sessionId: sid,
           deviceId: typeof did === "string" && did.length > 0 ? did : undefined,
-          clientId: typeof cid === "string" ? cid : undefined
+          clientId: typeof cid === "string" ? cid : undefined,
+          issuedAt: typeof payload.iat === "number" ? payload.iat : 0
         })
       })
     )
@@ -104,6 +107,11 @@ export interface RevocationRecord {
    * (notices from a control that does not send one).
    */
   readonly userId?: string | undefined
+  /**
+   * When the devices were revoked (ms; default now): tokens issued up to then are refused. A
+   * redelivered notice carries the same time, so it does not reach a sign-in made since.
+   */
+  readonly revokedAtMs?: number | undefined
   readonly reason: string
   readonly ttlMs: number
 }
@@ -145,14 +153,17 @@ export const layerRevokedSessionsSql: Layer.Layer<RevokedSessions, never, SqlCli
         { discard: true }
       )
     // user_id '' stands for every user of the device id.
-    const rememberDevices = (ids: ReadonlyArray<string>, userId: string | undefined, reason: string, ttlMs: number) =>
+    // The latest revocation time wins (a redelivered notice changes nothing).
+    const rememberDevices = (ids: ReadonlyArray<string>, userId: string | undefined, revokedAtMs: number | undefined, reason: string, ttlMs: number) =>
       Effect.forEach(
         ids,
         (id) =>
-          sql`INSERT INTO runtime.revoked_devices (device_id, user_id, reason, expires_at)
-              VALUES (${id}, ${userId ?? ""}, ${reason}, now() + ${interval(ttlMs)}::interval)
+          sql`INSERT INTO runtime.revoked_devices (device_id, user_id, reason, revoked_at, expires_at)
+              VALUES (${id}, ${userId ?? ""}, ${reason},
+                ${revokedAtMs === undefined ? sql`now()` : sql`to_timestamp(${revokedAtMs / 1000})`},
+                now() + ${interval(ttlMs)}::interval)
               ON CONFLICT (device_id, user_id) DO UPDATE SET expires_at = GREATEST(runtime.revoked_devices.expires_at, EXCLUDED.expires_at),
-                revoked_at = EXCLUDED.revoked_at, reason = EXCLUDED.reason`,
+                revoked_at = GREATEST(runtime.revoked_devices.revoked_at, EXCLUDED.revoked_at), reason = EXCLUDED.reason`,
         { discard: true }
       )
     const held = (table: "revoked_sessions" | "revoked_devices", column: "session_id" | "device_id", id: string) =>
@@ -171,7 +182,7 @@ export const layerRevokedSessionsSql: Layer.Layer<RevokedSessions, never, SqlCli
       record: (r) =>
         r.sessionIds.length === 0 && r.deviceIds.length === 0
           ? Effect.void
-          : Effect.zipRight(rememberSessions(r.sessionIds, r.reason, r.ttlMs), rememberDevices(r.deviceIds, r.userId, r.reason, r.ttlMs)).pipe(
+          : Effect.zipRight(rememberSessions(r.sessionIds, r.reason, r.ttlMs), rememberDevices(r.deviceIds, r.userId, r.revokedAtMs, r.reason, r.ttlMs)).pipe(
             sql.withTransaction,
             Effect.mapError(storageFailure)
           ),
@@ -208,9 +219,11 @@ export const layerRevokedSessionsMemory: Layer.Layer<RevokedSessions> = Layer.sy
       Effect.sync(() => {
         rememberSessions(r.sessionIds, r.ttlMs)
         const now = Date.now()
+        const at = r.revokedAtMs ?? now
         for (const id of r.deviceIds) {
           const key = deviceKey(r.userId ?? "", id)
-          devices.set(key, { until: Math.max(devices.get(key)?.until ?? 0, now + r.ttlMs), at: now })
+          const held = devices.get(key)
+          devices.set(key, { until: Math.max(held?.until ?? 0, now + r.ttlMs), at: Math.max(held?.at ?? 0, at) })
         }
       }),
     isDeviceRevoked: (id, issuedAtSeconds, userId) =>
@@ -306,7 +319,7 @@ export const layerAuthenticator = (options: AuthenticatorOptions): Layer.Layer<A
             if (verifyAccess === undefined) return yield* Effect.fail(unauthorized("bearer tokens are not configured on this runtime (OA_CONTROL_PUBLIC_URL)", "bearer_auth_disabled"))
             const claims = yield* verifyAccess(bearer)
             if (yield* revoked.isRevoked(claims.sessionId)) return yield* Effect.fail(unauthorized("the session was revoked; sign in again", "session_revoked"))
-            return { userId: claims.userId, via: "bearer" as const, sessionId: claims.sessionId, deviceId: claims.deviceId }
+            return { userId: claims.userId, via: "bearer" as const, sessionId: claims.sessionId, deviceId: claims.deviceId, issuedAt: claims.issuedAt }
           }),
         internal: verifySignature
       }

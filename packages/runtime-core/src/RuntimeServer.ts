@@ -246,8 +246,10 @@ const syncHandlers = (options: SyncHandlerOptions) =>
           // Remember first (durable, every node), then cut what is live on every node.
           const ttlMs = options.revocationTtlMs ?? DEFAULT_REVOCATION_TTL_MS
           const userId = payload.user_id
-          yield* revoked.record({ sessionIds, deviceIds, userId, reason: payload.reason, ttlMs })
-          yield* notifier.revoke({ sessionIds, deviceIds, ...(userId === undefined ? {} : { userId }), reason: payload.reason })
+          // Control's time (its clock stamps the tokens' iat too), at most a minute ahead of ours.
+          const revokedAtMs = Math.min(payload.revoked_at_ms ?? Date.now(), Date.now() + 60_000)
+          yield* revoked.record({ sessionIds, deviceIds, userId, revokedAtMs, reason: payload.reason, ttlMs })
+          yield* notifier.revoke({ sessionIds, deviceIds, ...(userId === undefined ? {} : { userId }), revokedAtMs, reason: payload.reason })
           yield* Effect.logInfo(`revoked ${sessionIds.length} session(s), ${deviceIds.length} device(s): ${payload.reason}`)
           return { ok: true as const, revoked_sessions: sessionIds.length, revoked_devices: deviceIds.length }
         }))

@@ -85,7 +85,8 @@ const encoder = new TextEncoder()
 const revokes = (caller: Caller, revocation: Notifier.Revocation) =>
   (caller.sessionId !== undefined && revocation.sessionIds.includes(caller.sessionId)) ||
   (caller.deviceId !== undefined && revocation.deviceIds.includes(caller.deviceId) &&
-    (revocation.userId === undefined || revocation.userId === caller.userId))
+    (revocation.userId === undefined || revocation.userId === caller.userId) &&
+    (revocation.revokedAtMs === undefined || caller.issuedAt === undefined || caller.issuedAt * 1000 <= revocation.revokedAtMs))
 
 /**
  * Check the cursor against the log, then answer with the event stream. Fails (before any byte is

@@ -177,6 +177,37 @@ describe.skipIf(admin === undefined)("two runtime hosts on one Postgres", () => 
     }
   })
 
+  it("a redelivered device revocation (control retrying a notice) does not cut or refuse a sign-in made since", async () => {
+    const device = { oa_device_id: "mobile:redelivered" }
+    const old = await TestClient.connect(b.khalaUrl)
+    await old.hello(await TestServer.token("nora", { oa_session_id: "sess_nora_1", ...device }))
+    await new Promise((r) => setTimeout(r, 200))
+    const notice = { session_ids: ["sess_nora_1"], device_ids: ["mobile:redelivered"], user_id: "nora", revoked_at_ms: Date.now(), reason: "user_requested" }
+    expect((await a.internal("POST", "/internal/v1/sync/sessions/revoke", undefined, notice)).status).toBe(200)
+    expect((await old.closed).code).toBe(4501)
+    // A new sign-in on the device (iat has a one-second resolution) …
+    await new Promise((r) => setTimeout(r, 1_100))
+    const token = await TestServer.token("nora", { oa_session_id: "sess_nora_2", ...device })
+    const live = await TestClient.connect(b.khalaUrl)
+    expect((await live.hello(token)).kind).toBe(FrameKind.WELCOME)
+    // … then the same notice again: the new socket stays, its token is accepted everywhere.
+    expect((await a.internal("POST", "/internal/v1/sync/sessions/revoke", undefined, notice)).status).toBe(200)
+    await new Promise((r) => setTimeout(r, 300))
+    expect((await live.subscribe([Projection.runTopic("nora")], "still")).kind).toBe(FrameKind.SUBSCRIBED)
+    live.close()
+    const late = await startHost(second)
+    try {
+      for (const url of [late.khalaUrl, a.khalaUrl, b.khalaUrl]) {
+        const again = await TestClient.connect(url)
+        expect((await again.hello(token)).kind).toBe(FrameKind.WELCOME)
+        expect((await again.subscribe([Projection.runTopic("nora")], "ok")).kind).toBe(FrameKind.SUBSCRIBED)
+        again.close()
+      }
+    } finally {
+      await late.dispose()
+    }
+  })
+
   it("a signed call accepted by one host is a replay on the other", async () => {
     const path = "/internal/v1/codex/workers"
     const headers = await Effect.runPromise(InternalSignature.sign(INTERNAL_KEY, { method: "GET", path, userId: "jan" }))

@@ -54,6 +54,22 @@ for (const adapter of adapters) {
       for (const user of ["usr_ann", "usr_bob"]) expect(await run((r) => r.isDeviceRevoked("mobile:rs-all", before, user))).toBe(true)
     })
 
+    it("refuses the tokens issued up to the revocation's own time; a redelivered or older notice does not move it", async () => {
+      const revokedAtMs = (nowSeconds() - 100) * 1000
+      await run((r) => r.record({ sessionIds: [], deviceIds: ["mobile:rs-timed"], userId: "usr_ann", revokedAtMs, reason: "user_requested", ttlMs: TTL }))
+      const signedInSince = nowSeconds() - 50
+      expect(await run((r) => r.isDeviceRevoked("mobile:rs-timed", revokedAtMs / 1000 - 1, "usr_ann"))).toBe(true)
+      expect(await run((r) => r.isDeviceRevoked("mobile:rs-timed", signedInSince, "usr_ann"))).toBe(false)
+      // Control retries the same notice (its 2xx was lost), then an older one arrives late.
+      await run((r) => r.record({ sessionIds: [], deviceIds: ["mobile:rs-timed"], userId: "usr_ann", revokedAtMs, reason: "user_requested", ttlMs: TTL }))
+      await run((r) => r.record({ sessionIds: [], deviceIds: ["mobile:rs-timed"], userId: "usr_ann", revokedAtMs: revokedAtMs - 60_000, reason: "user_requested", ttlMs: TTL }))
+      expect(await run((r) => r.isDeviceRevoked("mobile:rs-timed", signedInSince, "usr_ann"))).toBe(false)
+      expect(await run((r) => r.isDeviceRevoked("mobile:rs-timed", revokedAtMs / 1000 - 30, "usr_ann"))).toBe(true)
+      // A newer revocation does move it.
+      await run((r) => r.record({ sessionIds: [], deviceIds: ["mobile:rs-timed"], userId: "usr_ann", revokedAtMs: Date.now(), reason: "user_requested", ttlMs: TTL }))
+      expect(await run((r) => r.isDeviceRevoked("mobile:rs-timed", signedInSince, "usr_ann"))).toBe(true)
+    })
+
     it("forgets entries once they expire", async () => {
       const before = nowSeconds() - 5
       await run((r) => r.record({ sessionIds: ["sess_rs_short"], deviceIds: ["mobile:rs-short"], userId: "usr_ann", reason: "user_requested", ttlMs: 300 }))

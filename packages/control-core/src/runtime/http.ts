@@ -4,7 +4,8 @@
 // shared state with control.
 //
 //   revokeSessions  POST {baseUrl}/internal/v1/sync/sessions/revoke
-//                   {"session_ids": [...], "device_ids": [...], "user_id": "...", "reason": "user_requested"}
+//                   {"session_ids": [...], "device_ids": [...], "user_id": "...", "revoked_at_ms": 1764…,
+//                    "reason": "user_requested"}
 //                   -> any 2xx is an acknowledgement; anything else is retried by the relay
 //   forward         {method} {baseUrl}/internal/v1/codex/workers... with X-OA-USER-ID (signed)
 import * as HttpBody from "@effect/platform/HttpBody"
@@ -50,6 +51,7 @@ export const make = (options: HttpRuntimeOptions) =>
                 session_ids: request.sessionIds,
                 device_ids: request.deviceIds,
                 ...(request.userId === undefined ? {} : { user_id: request.userId }),
+                ...(request.revokedAtMs === undefined ? {} : { revoked_at_ms: request.revokedAtMs }),
                 reason: request.reason
               }))
             ),
