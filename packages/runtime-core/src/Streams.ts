@@ -19,8 +19,10 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
 import * as Stream from "effect/Stream"
 import type { Caller } from "./Api.js"
+import { RevokedSessions } from "./Auth.js"
 import * as Errors from "./Errors.js"
 
 export const DEFAULT_TAIL_MS = 30_000
@@ -95,6 +97,7 @@ const revokes = (caller: Caller, revocation: Notifier.Revocation) =>
 export const respond = <A extends Item>(caller: Caller, source: Source<A>, p: StreamParams) =>
   Effect.gen(function*() {
     const notifier = yield* Notifier.Notifier
+    const store = yield* Effect.serviceOption(RevokedSessions)
     const { first, latest } = yield* source.bounds
     const start = p.cursor ?? latest
     if (start > latest) return yield* Effect.fail(Errors.invalid(`cursor ${start} is ahead of the stream (latest ${latest})`, { field: "cursor", latest_seq: latest.toString() }))
@@ -112,14 +115,29 @@ export const respond = <A extends Item>(caller: Caller, source: Source<A>, p: St
       Effect.gen(function*() {
         let wake = Deferred.unsafeMake<void>(FiberId.none)
         const revoked = yield* Deferred.make<void>()
+        // The durable record, for what was announced when this stream did not listen: between
+        // the request's authentication and the listener below, or while this node was deaf (its
+        // LISTEN connection reopened). A lookup that fails leaves the stream as it is (the
+        // request was authenticated; the next announcement still cuts it).
+        const recheck = Option.isNone(store) || caller.sessionId === undefined
+          ? Effect.void
+          : Effect.gen(function*() {
+            const s = store.value
+            const gone = (yield* s.isRevoked(caller.sessionId!)) ||
+              (caller.deviceId !== undefined && caller.issuedAt !== undefined && (yield* s.isDeviceRevoked(caller.deviceId, caller.issuedAt, caller.userId)))
+            if (gone) yield* Deferred.succeed(revoked, undefined)
+          }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("runtime stream: the revocation re-check failed", cause)))
+        const runFork = Runtime.runFork(yield* Effect.runtime<never>())
         yield* notifier.listen({
           wake: (topics) => {
             if (topics.includes(source.topic)) Deferred.unsafeDone(wake, Exit.void)
           },
           revoke: (revocation) => {
             if (revokes(caller, revocation)) Deferred.unsafeDone(revoked, Exit.void)
-          }
+          },
+          resync: () => void runFork(recheck)
         })
+        yield* recheck
         let cursor = start
         let done = false
         let idleSince = Date.now()
