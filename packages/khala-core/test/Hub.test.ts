@@ -31,6 +31,17 @@ const scripted = (head: { value: bigint }, positionDelayMs: number) => {
 
 const noTransport = () => ({ publish: () => {} }) as unknown as Transport.TransportServer
 
+/** A transport that records the watermarks of every update it is given to send. */
+const recordingTransport = () => {
+  const sent: Array<bigint> = []
+  const transport = () => ({
+    publish: (_t: string, _f: string, data: Uint8Array) => {
+      for (const u of SyncWire.decodeServerFrame(data).message.updates as Array<any>) sent.push(u.watermark)
+    }
+  }) as unknown as Transport.TransportServer
+  return { sent, transport }
+}
+
 describe("Hub", () => {
   it("does not read a topic before its position is known; a wake-up meanwhile is served once it is, from that position", async () => {
     const head = { value: 5n }
@@ -89,12 +100,7 @@ describe("Hub", () => {
             return out
           }))
     } as unknown as Journal["Type"]
-    const sent: Array<bigint> = []
-    const transport = () => ({
-      publish: (_t: string, _f: string, data: Uint8Array) => {
-        for (const u of SyncWire.decodeServerFrame(data).message.updates as Array<any>) sent.push(u.watermark)
-      }
-    }) as unknown as Transport.TransportServer
+    const { sent, transport } = recordingTransport()
     const hub = new Hub({ journal, transport, run: (e) => void Effect.runFork(e), onGap: () => {} })
     const lease = await hub.activate(topic)
     hub.joined(lease, "binary")
@@ -213,12 +219,7 @@ describe("Hub", () => {
   it("reset (a new journal epoch) forgets every topic: old leases are inert, pending hand-overs and reads are dropped, a new activation starts from the journal's position", async () => {
     const head = { value: 3n }
     const { journal, reads } = scripted(head, 0)
-    const sent: Array<bigint> = []
-    const transport = () => ({
-      publish: (_t: string, _f: string, data: Uint8Array) => {
-        for (const u of SyncWire.decodeServerFrame(data).message.updates as Array<any>) sent.push(u.watermark)
-      }
-    }) as unknown as Transport.TransportServer
+    const { sent, transport } = recordingTransport()
     const hub = new Hub({ journal, transport, run: (e) => void Effect.runFork(e), onGap: () => {} })
     const event = (w: number): JournalEvent => ({
       topic, watermark: BigInt(w), docKey: `d${w}`, docVersion: 1n, payload: "{}", payloadHash: new Uint8Array(32), payloadBytes: 2, insertedAt: new Date()
