@@ -37,12 +37,21 @@ export interface RevocationsOptions {
   readonly deviceRevoked?: ((deviceId: string, issuedAtSeconds: number, userId: string) => Effect.Effect<boolean, unknown>) | undefined
 }
 
-/** Whether `revocation` covers `principal`: its session, or its device for its user and a token issued up to the revocation. */
-export const covers = (revocation: Revocation, principal: SyncPrincipal): boolean =>
-  revocation.sessionIds.includes(principal.sessionId) ||
-  (revocation.deviceIds.includes(principal.deviceId) &&
-    (revocation.userId === undefined || revocation.userId === principal.userId) &&
-    (revocation.revokedAtMs === undefined || principal.issuedAt * 1000 <= revocation.revokedAtMs))
+/** Who holds a token, as far as revocations go: a sync principal, or another plane's caller (the runtime's SSE). */
+export interface Holder {
+  readonly userId: string
+  readonly sessionId?: string | undefined
+  readonly deviceId?: string | undefined
+  /** The token's iat (seconds); unknown counts as issued before any revocation. */
+  readonly issuedAt?: number | undefined
+}
+
+/** Whether `revocation` covers `holder`: its session, or its device for its user and a token issued up to the revocation. */
+export const covers = (revocation: Revocation, holder: Holder): boolean =>
+  (holder.sessionId !== undefined && revocation.sessionIds.includes(holder.sessionId)) ||
+  (holder.deviceId !== undefined && revocation.deviceIds.includes(holder.deviceId) &&
+    (revocation.userId === undefined || revocation.userId === holder.userId) &&
+    (revocation.revokedAtMs === undefined || holder.issuedAt === undefined || holder.issuedAt * 1000 <= revocation.revokedAtMs))
 
 export interface RevocationsService {
   /** Hold a revocation (idempotent; extends its expiry). */

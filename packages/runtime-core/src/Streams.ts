@@ -12,7 +12,7 @@
 // `tail_ms` ends (the client reconnects with its Last-Event-ID) and sends a comment line every
 // 15 s meanwhile so proxies keep it open. A revoked session's streams end with an
 // `event: error` carrying reauth_required.
-import { Notifier } from "@openagents/khala-core"
+import { Notifier, Revocations } from "@openagents/khala-core"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -84,11 +84,6 @@ export interface Source<A extends Item> {
 
 const encoder = new TextEncoder()
 
-const revokes = (caller: Caller, revocation: Notifier.Revocation) =>
-  (caller.sessionId !== undefined && revocation.sessionIds.includes(caller.sessionId)) ||
-  (caller.deviceId !== undefined && revocation.deviceIds.includes(caller.deviceId) &&
-    (revocation.userId === undefined || revocation.userId === caller.userId) &&
-    (revocation.revokedAtMs === undefined || caller.issuedAt === undefined || caller.issuedAt * 1000 <= revocation.revokedAtMs))
 
 /**
  * Check the cursor against the log, then answer with the event stream. Fails (before any byte is
@@ -133,7 +128,7 @@ export const respond = <A extends Item>(caller: Caller, source: Source<A>, p: St
             if (topics.includes(source.topic)) Deferred.unsafeDone(wake, Exit.void)
           },
           revoke: (revocation) => {
-            if (revokes(caller, revocation)) Deferred.unsafeDone(revoked, Exit.void)
+            if (Revocations.covers(revocation, caller)) Deferred.unsafeDone(revoked, Exit.void)
           },
           resync: () => void runFork(recheck)
         })
