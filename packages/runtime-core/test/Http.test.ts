@@ -358,6 +358,9 @@ for (const engine of SqlTesting.engines()) {
         for (const user_id of ["", "u".repeat(257), 42]) {
           expect((await host.internal("POST", "/internal/v1/sync/sessions/revoke", undefined, { session_ids: ["s"], device_ids: ["d"], user_id, reason: "user_requested" })).status).toBe(400)
         }
+        for (const revoked_at_ms of [-1, 1.5, "1764028800000", 9e15]) {
+          expect((await host.internal("POST", "/internal/v1/sync/sessions/revoke", undefined, { session_ids: ["s"], device_ids: ["d"], user_id: "gus", revoked_at_ms, reason: "user_requested" })).status).toBe(400)
+        }
       })
     })
 
