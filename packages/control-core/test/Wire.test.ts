@@ -36,5 +36,18 @@ describe("wire shapes", () => {
         const invalid = yield* call("POST", "/api/auth/email", { body: {}, headers: { "x-forwarded-for": freshIp() } })
         expect(fromJson(ControlErrorEnvelopeSchema, invalid.body).errors).toEqual({ email: ["is missing"] })
       }))
+
+    it.effect("a body that is not JSON is a 422 invalid_request envelope on every route that reads one, not a 500", () =>
+      Effect.gen(function*() {
+        const session = yield* signInNative("autopilot-ios")
+        const auth = { authorization: `Bearer ${session.body.token}`, "x-forwarded-for": freshIp() }
+        for (const url of ["/api/auth/email", "/api/auth/verify", "/api/auth/refresh", "/api/sync/token", "/api/auth/sessions/revoke", "/api/l402/paywalls"]) {
+          const answer = yield* call("POST", url, { rawJson: "{not json", headers: auth })
+          expect([url, answer.status]).toEqual([url, 422])
+          expect(fromJson(ControlErrorEnvelopeSchema, answer.body).error!.code).toBe("invalid_request")
+        }
+        // The session is untouched: the refused revocation revoked nothing.
+        expect((yield* call("GET", "/api/auth/me", { headers: auth })).status).toBe(200)
+      }))
   })
 })

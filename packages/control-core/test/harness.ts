@@ -100,12 +100,17 @@ const read = (response: HttpClientResponse.HttpClientResponse) =>
     return { status: response.status, body, headers: response.headers, setCookies: Object.values(response.cookies.cookies) }
   })
 
-/** A request to the test server (relative URL), with JSON body and headers. */
-export const call = (method: "GET" | "POST" | "PATCH" | "DELETE", url: string, options: { readonly body?: unknown; readonly headers?: Record<string, string> } = {}) =>
+/** A request to the test server (relative URL), with JSON body (or `rawJson`, sent as is as application/json) and headers. */
+export const call = (
+  method: "GET" | "POST" | "PATCH" | "DELETE",
+  url: string,
+  options: { readonly body?: unknown; readonly rawJson?: string; readonly headers?: Record<string, string> } = {}
+) =>
   Effect.gen(function*() {
     const client = yield* HttpClient.HttpClient
     let request = HttpClientRequest.make(method)(url).pipe(HttpClientRequest.setHeaders(options.headers ?? {}))
     if (options.body !== undefined) request = HttpClientRequest.bodyUnsafeJson(request, options.body)
+    if (options.rawJson !== undefined) request = HttpClientRequest.bodyText(request, options.rawJson, "application/json")
     return yield* Effect.scoped(Effect.flatMap(client.execute(request), read))
   })
 
