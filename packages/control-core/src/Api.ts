@@ -15,7 +15,7 @@ import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as OpenApi from "@effect/platform/OpenApi"
 import * as Schema from "effect/Schema"
-import { CurrentPrincipal } from "./Auth.js"
+import { CurrentPrincipal, DEVICE_ID, DEVICE_ID_RULE, MAX_REVOKE_IDS, MAX_SESSION_ID_LENGTH, SESSION_ID_RULE } from "./Auth.js"
 import * as Errors from "./Errors.js"
 
 const opt = <S extends Schema.Schema.Any>(schema: S) => Schema.optionalWith(schema, { exact: true })
@@ -131,11 +131,21 @@ export const SessionsResponse = Schema.Struct({ data: Schema.Array(SessionView) 
 
 export const MeResponse = Schema.Struct({ ok: Schema.Literal(true), user: AuthUser, session: SessionView })
 
+// Checked on the whole list, so `errors` names the field (`device_ids`), not an index in it.
+const idList = (kind: string, valid: (id: string) => boolean, rule: string, items: object) =>
+  Schema.Array(Schema.String).pipe(
+    Schema.filter((ids) => (ids.length > MAX_REVOKE_IDS ? `at most ${MAX_REVOKE_IDS} ${kind}` : ids.every(valid) || rule), {
+      jsonSchema: { maxItems: MAX_REVOKE_IDS, items: { type: "string", ...items } }
+    })
+  )
+const SessionIds = idList("session ids", (id) => id.length >= 1 && id.length <= MAX_SESSION_ID_LENGTH, SESSION_ID_RULE, { minLength: 1, maxLength: MAX_SESSION_ID_LENGTH })
+const DeviceIds = idList("device ids", (id) => DEVICE_ID.test(id), DEVICE_ID_RULE, { pattern: DEVICE_ID.source })
+
 export const RevokeSessionsRequest = Schema.Struct({
-  session_ids: optIn(Schema.Array(Schema.String)),
-  sessionIds: optIn(Schema.Array(Schema.String)),
-  device_ids: optIn(Schema.Array(Schema.String)),
-  deviceIds: optIn(Schema.Array(Schema.String)),
+  session_ids: optIn(SessionIds),
+  sessionIds: optIn(SessionIds),
+  device_ids: optIn(DeviceIds),
+  deviceIds: optIn(DeviceIds),
   reason: optIn(Schema.String),
   include_current: optIn(Schema.Boolean),
   includeCurrent: optIn(Schema.Boolean)

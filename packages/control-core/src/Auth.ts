@@ -150,7 +150,29 @@ export interface Revoked {
 }
 
 const EMAIL = /^[^\s@"<>()[\],;:\\]+@[^\s@"<>()[\],;:\\]+\.[^\s@"<>()[\],;:\\]+$/
-const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9._:~-]{0,159}$/
+
+/** What a device id may be, at sign-in and in a revocation (so every id control sends the runtime is one it accepts). */
+export const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9._:~-]{0,159}$/
+export const DEVICE_ID_RULE = "each device id must be 1..160 characters of A-Z a-z 0-9 . _ : ~ - (starting with a letter or digit)"
+
+/** Session ids in a revocation: 1..256 characters each, as the runtime's revocation endpoint takes them. */
+export const MAX_SESSION_ID_LENGTH = 256
+export const SESSION_ID_RULE = `each session id must be 1..${MAX_SESSION_ID_LENGTH} characters`
+
+/** Ids of each kind in one revocation request. */
+export const MAX_REVOKE_IDS = 1_000
+
+/**
+ * Why a revocation request's ids are refused (field -> message), or undefined. A notice the
+ * runtime would refuse is never written: it would be retried forever and never cut anything.
+ */
+export const revokeIdsProblem = (request: { readonly sessionIds: ReadonlyArray<string>; readonly deviceIds: ReadonlyArray<string> }) => {
+  if (request.sessionIds.length > MAX_REVOKE_IDS) return { field: "session_ids", message: `at most ${MAX_REVOKE_IDS} session ids` }
+  if (!request.sessionIds.every((id) => id.length >= 1 && id.length <= MAX_SESSION_ID_LENGTH)) return { field: "session_ids", message: SESSION_ID_RULE }
+  if (request.deviceIds.length > MAX_REVOKE_IDS) return { field: "device_ids", message: `at most ${MAX_REVOKE_IDS} device ids` }
+  if (!request.deviceIds.every((id) => DEVICE_ID.test(id))) return { field: "device_ids", message: DEVICE_ID_RULE }
+  return undefined
+}
 
 export const normalizeEmail = (email: string): string | undefined => {
   const e = email.trim().toLowerCase()
@@ -475,6 +497,8 @@ export const make = (settings: AuthSettings = defaultSettings) =>
           if (!REVOCATION_REASONS.includes(reason) || reason === "token_replay" || reason === "admin_revoked") {
             return yield* invalid("reason", "The reason must be user_requested, device_replaced or security_policy.")
           }
+          const idsProblem = revokeIdsProblem(request)
+          if (idsProblem !== undefined) return yield* invalid(idsProblem.field, idsProblem.message)
           const now = yield* Clock.currentTimeMillis
           const includeCurrent = request.includeCurrent === true
           const sessions = yield* storage.listSessions(principal.userId, now)

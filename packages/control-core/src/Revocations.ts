@@ -4,6 +4,12 @@
 // undelivered notices with exponential backoff. A revocation therefore reaches the runtime even
 // when the runtime is down at the time, or control restarts before sending it. Delivery is at
 // least once; the runtime's revocation endpoint is idempotent.
+//
+// A 4xx answer means the runtime refuses the notice itself (a bug, or a version skew between the
+// planes), so waiting will not help; but dropping it would leave the sessions live on the runtime.
+// Such a notice is still retried, and every refusal is logged as an error and counted in
+// control_runtime_revocations_refused_total (not in _failed_total, which counts transient
+// failures: the runtime unreachable or answering 5xx), so an operator sees it.
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -13,7 +19,7 @@ import * as Metric from "effect/Metric"
 import * as Queue from "effect/Queue"
 import type { StorageError } from "./Errors.js"
 import { randomId } from "./internal/crypto.js"
-import { RuntimeClient } from "./RuntimeClient.js"
+import { RuntimeClient, type RuntimeUnavailable } from "./RuntimeClient.js"
 import { AuthStorage, type RevocationNotice, type RevocationReason } from "./Storage.js"
 
 export interface RelayOptions {
@@ -34,7 +40,13 @@ export interface RevocationRelayService {
 export class RevocationRelay extends Context.Tag("@openagents/control-core/RevocationRelay")<RevocationRelay, RevocationRelayService>() {}
 
 const delivered = Metric.counter("control_runtime_revocations_delivered_total", { description: "Session revocation notices acknowledged by the runtime" })
-const failed = Metric.counter("control_runtime_revocations_failed_total", { description: "Failed attempts to deliver a session revocation to the runtime" })
+const failed = Metric.counter("control_runtime_revocations_failed_total", { description: "Attempts to deliver a session revocation that failed transiently (runtime unreachable or 5xx)" })
+const refused = Metric.counter("control_runtime_revocations_refused_total", {
+  description: "Attempts to deliver a session revocation that the runtime refused (4xx); retried, but they need an operator"
+})
+
+/** A 4xx: the runtime read the notice and refused it. */
+const isRefusal = (error: RuntimeUnavailable) => error.status !== undefined && error.status >= 400 && error.status < 500
 
 const defaultBackoff = (attempts: number) => Math.min(1000 * 2 ** Math.max(0, attempts - 1), 300_000)
 
@@ -85,8 +97,13 @@ export const make = (options: RelayOptions = {}) =>
           count++
         } else {
           yield* storage.markRevocationFailed(n.id, result.left.detail, at + backoff(n.attempts + 1))
-          yield* Metric.increment(failed)
-          yield* Effect.logWarning(`session revocation ${n.id} not delivered to the runtime (attempt ${n.attempts + 1}): ${result.left.detail}`)
+          if (isRefusal(result.left)) {
+            yield* Metric.increment(refused)
+            yield* Effect.logError(`session revocation ${n.id} REFUSED by the runtime (attempt ${n.attempts + 1}; retried, but the sessions stay live on the runtime until it accepts it): ${result.left.detail}`)
+          } else {
+            yield* Metric.increment(failed)
+            yield* Effect.logWarning(`session revocation ${n.id} not delivered to the runtime (attempt ${n.attempts + 1}): ${result.left.detail}`)
+          }
         }
       }
       return count

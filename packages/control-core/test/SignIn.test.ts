@@ -266,6 +266,30 @@ const signInSuite = (name: string, storage: Layer.Layer<any, unknown>) =>
           expect(badReason.status).toBe(422)
         }))
 
+      it.effect("revocation ids the runtime would refuse are a 422 invalid_request naming the field, and nothing is revoked", () =>
+        Effect.gen(function*() {
+          const phone = yield* signInNative("autopilot-ios")
+          const auth = bearer(phone.body.token)
+          const refusal = (body: unknown) =>
+            Effect.map(call("POST", "/api/auth/sessions/revoke", { body, headers: auth }), (r) => [r.status, r.body.error?.code, Object.keys(r.body.errors ?? {})])
+          expect(yield* refusal({ device_ids: ["", "mobile:autopilot-ios"], include_current: true })).toEqual([422, "invalid_request", ["device_ids"]])
+          expect(yield* refusal({ deviceIds: ["mobile:autopilot-ios", "not a device"], includeCurrent: true })).toEqual([422, "invalid_request", ["deviceIds"]])
+          expect(yield* refusal({ device_ids: ["d".repeat(161)] })).toEqual([422, "invalid_request", ["device_ids"]])
+          expect(yield* refusal({ device_ids: Array.from({ length: 1001 }, (_, i) => `dev-${i}`) })).toEqual([422, "invalid_request", ["device_ids"]])
+          expect(yield* refusal({ session_ids: [phone.body.sessionId, ""], include_current: true })).toEqual([422, "invalid_request", ["session_ids"]])
+          expect(yield* refusal({ sessionIds: ["s".repeat(257)] })).toEqual([422, "invalid_request", ["sessionIds"]])
+          expect(yield* refusal({ session_ids: Array.from({ length: 1001 }, (_, i) => `sess_${i}`) })).toEqual([422, "invalid_request", ["session_ids"]])
+          expect((yield* call("GET", "/api/auth/me", { headers: auth })).status).toBe(200)
+          const recorder = yield* MemoryRuntime.RuntimeRecorder
+          expect((yield* recorder.revocations).some((r) => r.sessionIds.includes(phone.body.sessionId))).toBe(false)
+          // At the limits, accepted.
+          const most = yield* call("POST", "/api/auth/sessions/revoke", {
+            body: { session_ids: Array.from({ length: 1000 }, (_, i) => `sess_${i}`), device_ids: ["d".repeat(160)] },
+            headers: auth
+          })
+          expect(most.status).toBe(200)
+        }))
+
       it.effect("a new sign-in on the same device replaces the previous session (device_replaced)", () =>
         Effect.gen(function*() {
           const email = freshEmail()
