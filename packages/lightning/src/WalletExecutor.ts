@@ -32,7 +32,7 @@ import * as Stream from "effect/Stream"
 import * as Bolt11 from "./Bolt11.js"
 import { toHex, utf8 } from "./internal/bytes.js"
 import type { LndError, Payment } from "./Lnd.js"
-import { Lnd } from "./Lnd.js"
+import { GrpcCode, Lnd } from "./Lnd.js"
 import type { PaymentRecord } from "./PaymentLedger.js"
 import { NOT_SENT, PaymentLedger } from "./PaymentLedger.js"
 
@@ -303,6 +303,22 @@ export const fingerprintOf = (request: PayRequest): string =>
 
 const lndMessage = (e: LndError | HttpClientError.HttpClientError) => e.message
 
+/**
+ * A send refused before lnd could start a payment: a 400 (lnd's invalid argument: malformed,
+ * expired or wrong-network invoice), or a refused macaroon (checked before any handler runs).
+ * Nothing else proves that nothing was sent.
+ */
+export const refusedBeforeSending = (e: LndError): boolean =>
+  e.code === "lnd_unauthorized" || (e.code === "invalid_argument" && e.httpStatus === 400)
+
+/**
+ * The error is lnd's own gRPC answer, given once its handler returned (a status body with a gRPC
+ * code), and not a cancellation, a deadline or an unavailable transport, which the client side can
+ * report while the handler still runs.
+ */
+const answeredByLnd = (e: LndError): boolean =>
+  e.grpcCode !== undefined && e.grpcCode !== GrpcCode.cancelled && e.grpcCode !== GrpcCode.deadlineExceeded && e.grpcCode !== GrpcCode.unavailable
+
 export const make = (cfg: WalletExecutorConfig) =>
   Effect.gen(function*() {
     const lnd = yield* Lnd
@@ -445,15 +461,24 @@ export const make = (cfg: WalletExecutorConfig) =>
         const remaining = () => Effect.map(now, (t) => deadlineMs - t)
         if (error._tag === "TimeoutException") return { _tag: "Pending" } as const
         if (error.code === "payment_already_exists") return yield* follow(record, yield* remaining(), owner)
-        if (error.httpStatus !== undefined && error.httpStatus >= 400 && error.code !== "lnd_unreachable") {
-          // The node answered with an error before starting the payment: nothing was sent.
-          const t = yield* now
-          yield* ledger.markFailed(cfg.walletId, record.requestId, { code: NOT_SENT, message: error.message, nowMs: t }).pipe(Effect.mapError(internal))
-          return yield* Effect.fail(new WalletError({ code: error.code === "lnd_unauthorized" ? "config_error" : "send_failed", message: error.message }))
-        }
-        // Transport trouble: the node may or may not have the payment. Find out.
+        const notSent = (message: string) =>
+          Effect.gen(function*() {
+            const t = yield* now
+            yield* ledger.markFailed(cfg.walletId, record.requestId, { code: NOT_SENT, message, nowMs: t }).pipe(Effect.mapError(internal))
+            return yield* Effect.fail(new WalletError({ code: error.code === "lnd_unauthorized" ? "config_error" : "send_failed", message }))
+          })
+        // A refusal before any payment exists (a bad request, a refused macaroon): nothing was sent.
+        if (refusedBeforeSending(error)) return yield* notSent(error.message)
+        // Anything else — a 5xx from lnd or from a proxy in front of it, a broken connection, a
+        // stream cut short — may come after lnd started the payment. The row stays submitted (its
+        // budget reserved) and the hash is tracked.
         const outcome = yield* follow(record, yield* remaining(), owner)
-        return outcome._tag === "NotSent" ? { _tag: "Pending" } as const : outcome
+        if (outcome._tag !== "NotSent") return outcome
+        // lnd's 404 proves the payment was never started only once lnd's own handler has answered;
+        // after a proxy's 502/504, a client-side deadline or a broken connection the request may
+        // still be on its way, so the row waits for the reconcile (which acts once the lease lapses).
+        if (answeredByLnd(error)) return yield* notSent(error.message)
+        return { _tag: "Pending" } as const
       })
 
     /** Drive a submitted payment to an answer for the caller (send it if it never left). */

@@ -3,13 +3,17 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type * as SqlClient from "@effect/sql/SqlClient"
-import { Bolt11, LndRest, LndSimulator, MemoryLedger, PaymentLedger, SqlLedger, WalletExecutor } from "@openagents/lightning"
+import { Bolt11, Lnd, LndRest, LndSimulator, MemoryLedger, PaymentLedger, SqlLedger, WalletExecutor } from "@openagents/lightning"
 import * as SqlTesting from "@openagents/sql-pglite/testing"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import { identity } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { afterAll } from "vitest"
@@ -40,8 +44,15 @@ const world = Effect.gen(function*() {
   const lnd = LndRest.layer({ baseUrl: url, macaroon: Redacted.make(wallet.macaroons.admin) }).pipe(Layer.provide(NodeHttpClient.layer))
   const invoice = (msat: bigint, expiry?: number) => shop.addInvoice({ valueMsat: msat, memo: "L402", expiry }).paymentRequest
   const walletId = `w_${++worlds}_${Date.now().toString(36)}`
-  const start = (ledger: Layer.Layer<PaymentLedger.PaymentLedger>, cfg: Partial<WalletExecutor.WalletExecutorConfig> = {}) =>
-    Layer.build(WalletExecutor.layer({ ...baseConfig, walletId, ...cfg }).pipe(Layer.provide(Layer.merge(lnd, ledger)))).pipe(
+  /** Start an executor; `wrap` stands between it and the node (a proxy, a node that misbehaves). */
+  const start = (
+    ledger: Layer.Layer<PaymentLedger.PaymentLedger>,
+    cfg: Partial<WalletExecutor.WalletExecutorConfig> = {},
+    wrap: (real: Lnd.LndService) => Lnd.LndService = identity
+  ) =>
+    Layer.build(WalletExecutor.layer({ ...baseConfig, walletId, ...cfg }).pipe(
+      Layer.provide(Layer.merge(Layer.effect(Lnd.Lnd, Effect.map(Lnd.Lnd, wrap)).pipe(Layer.provide(lnd)), ledger))
+    )).pipe(
       Effect.map((ctx) => ctx.unsafeMap.get(WalletExecutor.WalletExecutor.key) as WalletExecutor.WalletExecutorService)
     )
   return { network, wallet, shop, invoice, start, walletId, url }
@@ -49,6 +60,18 @@ const world = Effect.gen(function*() {
 
 const pay = (executor: WalletExecutor.WalletExecutorService, requestId: string, invoice: string, extra: Partial<WalletExecutor.PayRequest> = {}) =>
   executor.pay({ requestId, invoice, maxAmountMsats: 100_000n, host: "shop.example", ...extra })
+
+const hashOf = (invoice: string) => Either.getOrThrow(Bolt11.decode(invoice)).paymentHash
+
+const serviceOf = (ledger: Layer.Layer<PaymentLedger.PaymentLedger>) =>
+  Layer.build(ledger).pipe(Effect.map((c) => c.unsafeMap.get(PaymentLedger.PaymentLedger.key) as PaymentLedger.PaymentLedgerService))
+
+/** Wait until the node has a payment for `hash` (it started paying). */
+const startedAt = (node: LndSimulator.SimNode, hash: string) =>
+  Effect.sync(() => node.payment(hash)).pipe(
+    Effect.repeat({ until: (p) => p !== undefined, schedule: Schedule.spaced(Duration.millis(10)) }),
+    Effect.timeout(Duration.seconds(5))
+  )
 
 const flipCode = <A>(e: Effect.Effect<A, WalletExecutor.WalletError>) => Effect.map(Effect.flip(e), (err) => err.code)
 
@@ -159,6 +182,73 @@ const suite = (name: string, makeLedger: Effect.Effect<LedgerLayer, never, Scope
         const result = yield* pay(executor, "dropped", invoice(7_000n))
         expect(result.idempotentReplay).toBe(false)
         expect(Bolt11.paymentHashOf(result.payment.preimageHex)).toBe(result.payment.paymentHash)
+        expect(wallet.sendAttempts).toBe(1)
+      }))
+
+    it.scopedLive("a 500 from /v2/router/send after lnd started the payment is not a failure: the window stays charged and reconcile settles the row as paid", () =>
+      Effect.gen(function*() {
+        const { invoice, start, wallet, walletId } = yield* world
+        const ledgerLayer = yield* makeLedger
+        const ledger = yield* serviceOf(ledgerLayer)
+        const scope = yield* Effect.scope
+        // lnd (or a proxy in front of it) starts the payment, then answers 500.
+        const executor = yield* start(ledgerLayer, { paymentTimeoutMs: 500 }, (real) => ({
+          ...real,
+          sendPayment: (request) =>
+            Stream.unwrap(Effect.gen(function*() {
+              yield* real.sendPayment(request).pipe(Stream.runDrain, Effect.ignore, Effect.forkIn(scope))
+              yield* startedAt(wallet, hashOf(request.payment_request))
+              return Stream.fail(LndRest.errorOf(500, 2, "routerrpc server shutting down"))
+            }))
+        }))
+        const prs = [invoice(100_000n), invoice(100_000n), invoice(100_000n), invoice(100_000n)]
+        for (const pr of prs) wallet.script(hashOf(pr), LndSimulator.Outcome.hold())
+        for (const [i, pr] of prs.slice(0, 3).entries()) {
+          const pending = yield* Effect.flip(pay(executor, `r${i}`, pr))
+          expect([pending.code, pending.details?.paymentHash]).toEqual(["payment_pending", hashOf(pr)])
+        }
+        // Three payments in flight reserve the whole window: the fourth is refused, nothing more leaves.
+        expect(yield* flipCode(pay(executor, "r3", prs[3]!))).toBe("window_cap_exceeded")
+        expect(yield* ledger.windowSpend(walletId, Date.now(), baseConfig.windowMs)).toEqual({ spendMsats: 300_000n, pendingCount: 3 })
+        expect(wallet.sendAttempts).toBe(3)
+        // The node settles them; the reconcile finds the rows and records the payments.
+        for (const pr of prs.slice(0, 3)) yield* wallet.resolve(hashOf(pr), LndSimulator.Outcome.settle())
+        expect(yield* executor.reconcile).toMatchObject({ checked: 3, succeeded: 3, stillPending: 0 })
+        const row = Option.getOrThrow(yield* ledger.get(walletId, "r0"))
+        expect([row.status, Bolt11.paymentHashOf(row.preimage!)]).toEqual(["succeeded", hashOf(prs[0]!)])
+        expect(yield* ledger.windowSpend(walletId, Date.now(), baseConfig.windowMs)).toEqual({ spendMsats: 300_000n, pendingCount: 0 })
+        expect(wallet.balanceMsat).toBe(10_000_000n - 300_000n)
+        expect((yield* pay(executor, "r0", prs[0]!)).idempotentReplay).toBe(true)
+      }))
+
+    it.scopedLive("only a refusal before any payment exists releases the budget: lnd's 400 or its own error with a 404 from tracking, not a proxy's 502", () =>
+      Effect.gen(function*() {
+        const { invoice, start, wallet, walletId } = yield* world
+        const ledgerLayer = yield* makeLedger
+        const ledger = yield* serviceOf(ledgerLayer)
+        let proxyDown = false
+        const executor = yield* start(ledgerLayer, { paymentTimeoutMs: 500 }, (real) => ({
+          ...real,
+          sendPayment: (request) => proxyDown ? Stream.fail(LndRest.errorOf(502, undefined, "HTTP 502: <html>bad gateway</html>")) : real.sendPayment(request)
+        }))
+        const statusOf = (requestId: string) => Effect.map(ledger.get(walletId, requestId), (r) => Option.map(r, (row) => [row.status, row.failureCode]))
+        // lnd refuses the request (400): not sent, released; the same request id pays later.
+        wallet.scriptNext(LndSimulator.Outcome.reject(3, "invalid payment request"))
+        const pr = invoice(50_000n)
+        expect(yield* flipCode(pay(executor, "refused", pr))).toBe("send_failed")
+        expect(yield* statusOf("refused")).toEqual(Option.some(["failed", "not_sent"]))
+        // lnd's own 500 without a payment: tracking answers 404, so nothing was sent.
+        wallet.scriptNext(LndSimulator.Outcome.reject(13, "internal error"))
+        expect(yield* flipCode(pay(executor, "lnd-500", invoice(50_000n)))).toBe("send_failed")
+        expect(yield* statusOf("lnd-500")).toEqual(Option.some(["failed", "not_sent"]))
+        expect((yield* executor.status).windowSpendMsats).toBe(0n)
+        // A proxy's 502: lnd may still receive the request, so the row stays submitted and counted.
+        proxyDown = true
+        expect(yield* flipCode(pay(executor, "proxy-502", invoice(50_000n)))).toBe("payment_pending")
+        expect(yield* statusOf("proxy-502")).toEqual(Option.some(["submitted", undefined]))
+        expect((yield* executor.status)).toMatchObject({ windowSpendMsats: 50_000n, pendingPaymentsCount: 1 })
+        proxyDown = false
+        expect((yield* pay(executor, "refused", pr)).idempotentReplay).toBe(false)
         expect(wallet.sendAttempts).toBe(1)
       }))
 
