@@ -262,6 +262,12 @@ export const RevokeRequest = Schema.Struct({
   user_id: Schema.optionalWith(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(256)), { exact: true }),
   /** When control revoked them (ms since the epoch, control's clock, which also stamps the tokens' iat). */
   revoked_at_ms: Schema.optionalWith(Schema.Number.pipe(Schema.int(), Schema.between(0, 8_640_000_000_000_000)), { exact: true }),
+  /**
+   * Until when to refuse them (ms since the epoch, control's clock): control's longest token
+   * lifetime after the revocation, plus skew. Never shorter than the runtime's default, at most
+   * 8 days ahead. Absent: the runtime's default (3630 s).
+   */
+  remember_until_ms: Schema.optionalWith(Schema.Number.pipe(Schema.int(), Schema.between(0, 8_640_000_000_000_000)), { exact: true }),
   reason: RevocationReason
 })
 

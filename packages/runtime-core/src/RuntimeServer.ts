@@ -230,9 +230,15 @@ const WorkersHandlers = HttpApiBuilder.group(RuntimeApi, "workers", (handlers) =
   }))
 
 export interface SyncHandlerOptions {
-  /** How long revoked session ids are refused (default 3630 s: the longest token plus skew). */
+  /**
+   * How long revoked session ids are refused at least (default 3630 s: a 3600 s access token plus
+   * skew); longer when the notice's remember_until_ms says so.
+   */
   readonly revocationTtlMs?: number | undefined
 }
+
+/** The longest a notice's remember_until_ms may keep a revocation: 8 days (control's access tokens live at most 24 h). */
+export const MAX_REVOCATION_TTL_MS = 8 * 86_400_000
 
 const syncHandlers = (options: SyncHandlerOptions) =>
   HttpApiBuilder.group(RuntimeApi, "sync", (handlers) =>
@@ -244,10 +250,16 @@ const syncHandlers = (options: SyncHandlerOptions) =>
           const sessionIds = [...new Set(payload.session_ids)]
           const deviceIds = [...new Set(payload.device_ids)]
           // Remember first (durable, every node), then cut what is live on every node.
-          const ttlMs = options.revocationTtlMs ?? DEFAULT_REVOCATION_TTL_MS
+          // As long as control says its tokens may live (its access-token TTL is configurable
+          // up to 24 h), never less than our default, and capped so a bad clock cannot pin an entry.
+          const nowMs = Date.now()
+          const defaultTtlMs = options.revocationTtlMs ?? DEFAULT_REVOCATION_TTL_MS
+          const ttlMs = payload.remember_until_ms === undefined
+            ? defaultTtlMs
+            : Math.max(defaultTtlMs, Math.min(payload.remember_until_ms - nowMs, MAX_REVOCATION_TTL_MS))
           const userId = payload.user_id
           // Control's time (its clock stamps the tokens' iat too), at most a minute ahead of ours.
-          const revokedAtMs = Math.min(payload.revoked_at_ms ?? Date.now(), Date.now() + 60_000)
+          const revokedAtMs = Math.min(payload.revoked_at_ms ?? nowMs, nowMs + 60_000)
           yield* revoked.record({ sessionIds, deviceIds, userId, revokedAtMs, reason: payload.reason, ttlMs })
           yield* notifier.revoke({ sessionIds, deviceIds, ...(userId === undefined ? {} : { userId }), revokedAtMs, reason: payload.reason })
           yield* Effect.logInfo(`revoked ${sessionIds.length} session(s), ${deviceIds.length} device(s): ${payload.reason}`)
