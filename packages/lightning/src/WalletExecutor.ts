@@ -601,8 +601,13 @@ export const make = (cfg: WalletExecutorConfig) =>
         if (!REQUEST_ID.test(request.requestId)) {
           return yield* Effect.fail(new WalletError({ code: "invalid_request", message: "requestId must be 1-200 characters of [A-Za-z0-9._:@/-]" }))
         }
-        if (request.maxAmountMsats <= 0n || request.host.trim() === "" || request.invoice.trim() === "") {
+        if (typeof request.maxAmountMsats !== "bigint" || request.maxAmountMsats <= 0n || request.host.trim() === "" || request.invoice.trim() === "") {
           return yield* Effect.fail(new WalletError({ code: "invalid_request", message: "invoice, host and a positive maxAmountMsats are required" }))
+        }
+        // The HTTP schema refuses these too; library callers reach this line directly (a negative
+        // fee limit would lower the reserved window and be sent to lnd as is).
+        if (request.maxFeeMsats !== undefined && (typeof request.maxFeeMsats !== "bigint" || request.maxFeeMsats < 0n)) {
+          return yield* Effect.fail(new WalletError({ code: "invalid_request", message: "maxFeeMsats must be a non-negative integer (msat)" }))
         }
         const fingerprint = fingerprintOf(request)
         const deadlineMs = (yield* now) + cfg.paymentTimeoutMs

@@ -125,7 +125,8 @@ const suite = (name: string, makeLedger: Effect.Effect<LedgerLayer, never, Scope
           ["host_not_allowed", invoice(1_000n), { host: "l402.test" }],
           ["request_cap_exceeded", invoice(1_000n), { maxAmountMsats: 100_001n }],
           ["quoted_amount_exceeds_cap", invoice(50_000n), { maxAmountMsats: 49_999n }],
-          ["invalid_request", invoice(1_000n), { requestId: "" }]
+          ["invalid_request", invoice(1_000n), { requestId: "" }],
+          ["invalid_request", invoice(1_000n), { maxFeeMsats: -1_000_000n }]
         ]
         for (const [i, [code, pr, extra]] of cases.entries()) {
           const error = yield* Effect.flip(pay(executor, `bad-${i}`, pr, extra))
