@@ -291,6 +291,9 @@ type Resolution =
   | { readonly _tag: "Pending" }
   | { readonly _tag: "NotSent" }
 
+/** The longest wait for the node's answers before a payment is reserved (getinfo, decode). */
+const NODE_CALL_TIMEOUT_MS = 10_000
+
 const REQUEST_ID = /^[A-Za-z0-9._:@/-]{1,200}$/
 
 export const fingerprintOf = (request: PayRequest): string =>
@@ -351,7 +354,7 @@ export const make = (cfg: WalletExecutorConfig) =>
       const known = yield* Ref.get(node)
       if (Option.isSome(known)) return known.value
       const info = yield* lnd.getInfo.pipe(
-        Effect.timeoutFail({ duration: Duration.seconds(10), onTimeout: () => new WalletError({ code: "connect_failed", message: "lnd getinfo timed out" }) }),
+        Effect.timeoutFail({ duration: Duration.millis(NODE_CALL_TIMEOUT_MS), onTimeout: () => new WalletError({ code: "connect_failed", message: "lnd getinfo timed out" }) }),
         Effect.mapError((e) => e instanceof WalletError ? e : new WalletError({ code: e.code === "lnd_unauthorized" ? "config_error" : "connect_failed", message: lndMessage(e) }))
       )
       const network = info.chains[0]?.network ?? ""
@@ -537,8 +540,15 @@ export const make = (cfg: WalletExecutorConfig) =>
         }
         yield* ensureNode
         if (cfg.crossCheckWithNode) {
+          // Bounded like every node call before the reservation: a node that never answers must
+          // not hold the pay call past its deadline.
+          const decodeWaitMs = Math.max(1, Math.min(NODE_CALL_TIMEOUT_MS, deadlineMs - (yield* now)))
           const decoded = yield* lnd.decodePayReq(invoice.paymentRequest).pipe(
-            Effect.mapError((e) => new WalletError({ code: e.code === "lnd_unreachable" ? "connect_failed" : "prepare_failed", message: e.message }))
+            Effect.mapError((e) => new WalletError({ code: e.code === "lnd_unreachable" ? "connect_failed" : "prepare_failed", message: e.message })),
+            Effect.timeoutFail({
+              duration: Duration.millis(decodeWaitMs),
+              onTimeout: () => new WalletError({ code: "connect_failed", message: `lnd did not decode the invoice within ${decodeWaitMs} ms` })
+            })
           )
           if (decoded.payment_hash !== invoice.paymentHash || BigInt(decoded.num_msat) !== quoted || decoded.destination !== invoice.payee) {
             return yield* Effect.fail(new WalletError({ code: "prepare_failed", message: "the node decodes the invoice differently (hash, amount or payee)" }))
@@ -555,7 +565,9 @@ export const make = (cfg: WalletExecutorConfig) =>
           feeLimitMsats: feeLimit,
           maxAmountMsats: request.maxAmountMsats,
           fingerprint,
-          nowMs: t,
+          // Read again: the node calls above take time, and the row's creation time and lease
+          // start now, not when the request arrived.
+          nowMs: yield* now,
           windowMs: cfg.windowMs,
           windowCapMsats: cfg.windowCapMsats,
           leaseOwner: owner,

@@ -253,6 +253,32 @@ const suite = (name: string, makeLedger: Effect.Effect<LedgerLayer, never, Scope
         expect(wallet.sendAttempts).toBe(1)
       }))
 
+    it.scopedLive("the node's decode is bounded by the pay deadline, and the reservation is stamped when it is made, not when the request arrived", () =>
+      Effect.gen(function*() {
+        const { invoice, start, wallet, walletId } = yield* world
+        const ledgerLayer = yield* makeLedger
+        const ledger = yield* serviceOf(ledgerLayer)
+        let decode: "hang" | "slow" = "hang"
+        let decodedAtMs = 0
+        const executor = yield* start(ledgerLayer, { paymentTimeoutMs: 1_000 }, (real) => ({
+          ...real,
+          decodePayReq: (pr) =>
+            decode === "hang"
+              ? Effect.never
+              : real.decodePayReq(pr).pipe(Effect.delay(Duration.millis(200)), Effect.tap(() => Effect.sync(() => void (decodedAtMs = Date.now()))))
+        }))
+        const startedMs = Date.now()
+        const hung = yield* Effect.flip(pay(executor, "hung", invoice(1_000n))).pipe(Effect.timeout(Duration.seconds(5)))
+        expect(hung.code).toBe("connect_failed")
+        expect(Date.now() - startedMs).toBeLessThan(3_000)
+        expect(yield* ledger.get(walletId, "hung")).toEqual(Option.none())
+        decode = "slow"
+        yield* pay(executor, "slow-decode", invoice(1_000n))
+        const row = Option.getOrThrow(yield* ledger.get(walletId, "slow-decode"))
+        expect(row.createdAtMs).toBeGreaterThanOrEqual(decodedAtMs)
+        expect(wallet.sendAttempts).toBe(1)
+      }))
+
     it.scopedLive("restart: the reconcile on start settles a payment sent before the crash, and releases one never sent", () =>
       Effect.gen(function*() {
         const { invoice, start, url, wallet, walletId } = yield* world
