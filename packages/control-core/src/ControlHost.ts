@@ -269,8 +269,10 @@ export const services = <E = never, R = never>(
     ? Layer.merge(WorkOsIdentity.layer({ apiKey: c.identity.apiKey, clientId: c.identity.clientId, baseUrl: c.identity.baseUrl }), LocalIdentity.layerOutbox)
     : LocalIdentity.layer({ secret: c.identity.secret }).pipe(Layer.provideMerge(LocalIdentity.layerLoggingOutbox))
   const runtime = c.runtime === undefined ? runtimeUnconfigured : HttpRuntime.layer({ baseUrl: c.runtime.baseUrl, key: c.runtime.key })
+  // The runtime must refuse a revoked session's tokens as long as the longest of them can live.
+  const tokenLifetimeMs = Math.max(c.accessTokenTtlSeconds, c.sync.maxTtlSeconds) * 1000
   return Auth.layer(c.auth).pipe(
-    Layer.provideMerge(Revocations.layer()),
+    Layer.provideMerge(Revocations.layer({ tokenLifetimeMs })),
     Layer.provideMerge(SyncTokens.layer(c.sync)),
     Layer.provideMerge(ControlPlane.layer),
     Layer.provideMerge(identity),

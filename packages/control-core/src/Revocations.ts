@@ -3,7 +3,9 @@
 // is kicked and sends it (RuntimeClient.revokeSessions), and a background fiber retries
 // undelivered notices with exponential backoff. A revocation therefore reaches the runtime even
 // when the runtime is down at the time, or control restarts before sending it. Delivery is at
-// least once; the runtime's revocation endpoint is idempotent.
+// least once; the runtime's revocation endpoint is idempotent. Each notice tells the runtime how
+// long to remember it (remember_until_ms: the revocation time plus the longest lifetime of
+// control's tokens, tokenLifetimeMs, plus skew), since only control knows its access-token TTL.
 //
 // A 4xx answer means the runtime refuses the notice itself (a bug, or a version skew between the
 // planes), so waiting will not help; but dropping it would leave the sessions live on the runtime.
@@ -28,7 +30,17 @@ export interface RelayOptions {
   readonly batchSize?: number | undefined
   /** Delay before retry number `attempts` (1-based); default 1 s doubling up to 5 min. */
   readonly backoffMs?: ((attempts: number) => number) | undefined
+  /**
+   * The longest a token of a revoked session can live: max(access-token TTL, longest sync-token
+   * TTL), in ms; default 3,600,000 (a 3600 s access token). The runtime refuses the revoked
+   * sessions' tokens until the revocation time plus this plus REVOCATION_SKEW_MS.
+   */
+  readonly tokenLifetimeMs?: number | undefined
 }
+
+export const DEFAULT_TOKEN_LIFETIME_MS = 3_600_000
+/** Clock skew allowed between control (which stamps the tokens) and the runtime. */
+export const REVOCATION_SKEW_MS = 30_000
 
 export interface RevocationRelayService {
   /** Ask the relay to deliver now (after a commit that enqueued notices). */
@@ -75,6 +87,7 @@ export const make = (options: RelayOptions = {}) =>
     const storage = yield* AuthStorage
     const runtime = yield* RuntimeClient
     const backoff = options.backoffMs ?? defaultBackoff
+    const rememberMs = (options.tokenLifetimeMs ?? DEFAULT_TOKEN_LIFETIME_MS) + REVOCATION_SKEW_MS
     const kicks = yield* Queue.sliding<void>(1)
     const lock = yield* Effect.makeSemaphore(1)
 
@@ -86,6 +99,8 @@ export const make = (options: RelayOptions = {}) =>
         const result = yield* Effect.either(runtime.revokeSessions({
           userId: n.userId,
           revokedAtMs: n.createdAtMs,
+          // From the revocation, not the delivery: a token signed just before it lives that long.
+          rememberUntilMs: n.createdAtMs + rememberMs,
           sessionIds: n.sessionIds,
           deviceIds: n.deviceIds,
           reason: n.reason

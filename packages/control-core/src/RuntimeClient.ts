@@ -3,8 +3,9 @@
 // (runtime/http.ts) and an in-memory recorder for tests and embedding (runtime/memory.ts).
 //
 // - revokeSessions: POST /internal/v1/sync/sessions/revoke {session_ids, device_ids, user_id,
-//   reason}; the runtime cuts the live Khala sockets of those sessions (and of that user's
-//   sockets on those devices) with reauth_required and refuses their tokens from then on. Idempotent: control may deliver a notice twice.
+//   revoked_at_ms, remember_until_ms, reason}; the runtime cuts the live Khala sockets of those
+//   sessions (and of that user's sockets on those devices) with reauth_required and refuses their
+//   tokens until remember_until_ms. Idempotent: control may deliver a notice twice.
 // - forward: the user-facing runtime proxy (`/api/runtime/codex/workers*` ->
 //   `/internal/v1/codex/workers*`), with the authenticated user bound in the signature.
 import * as Context from "effect/Context"
@@ -23,6 +24,12 @@ export interface RevocationRequest {
    * same time, and does not refuse the tokens of a sign-in made on the device since.
    */
   readonly revokedAtMs?: number | undefined
+  /**
+   * Until when the runtime must refuse their tokens (ms; sent as remember_until_ms): the
+   * revocation time plus the longest lifetime of control's tokens plus skew, since control's
+   * access-token TTL is configurable and the runtime cannot know it.
+   */
+  readonly rememberUntilMs?: number | undefined
   readonly sessionIds: ReadonlyArray<string>
   readonly deviceIds: ReadonlyArray<string>
   readonly reason: RevocationReason

@@ -3,7 +3,8 @@
 // outage through the outbox.
 import { FetchHttpClient } from "@effect/platform"
 import { describe, expect, it, layer } from "@effect/vitest"
-import { HttpRuntime, MemoryStorage, RuntimeProxy } from "@openagents/control-core"
+import { NodeHttpServer } from "@effect/platform-node"
+import { ControlHost, ControlServer, HttpRuntime, MemoryStorage, RuntimeProxy } from "@openagents/control-core"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { request as httpRequest } from "node:http"
@@ -33,12 +34,26 @@ describe("HttpRuntime.revokeSessions", () => {
     Effect.gen(function*() {
       const { fake } = yield* startFakeRuntime
       const client = yield* HttpRuntime.make({ baseUrl: fake.url, key: RUNTIME_KEY }).pipe(Effect.provide(FetchHttpClient.layer))
-      yield* client.revokeSessions({ userId: "usr_1", revokedAtMs: 1_764_000_000_123, sessionIds: ["sess_1", "sess_2"], deviceIds: ["mobile:autopilot-ios"], reason: "user_requested" })
+      yield* client.revokeSessions({
+        userId: "usr_1",
+        revokedAtMs: 1_764_000_000_123,
+        rememberUntilMs: 1_764_003_630_123,
+        sessionIds: ["sess_1", "sess_2"],
+        deviceIds: ["mobile:autopilot-ios"],
+        reason: "user_requested"
+      })
       expect(fake.refused).toEqual([])
       expect(fake.received).toHaveLength(1)
       const [received] = fake.received
       expect(received).toMatchObject({ method: "POST", url: "/internal/v1/sync/sessions/revoke", claims: { method: "POST", path: "/internal/v1/sync/sessions/revoke" } })
-      expect(JSON.parse(received!.body)).toEqual({ session_ids: ["sess_1", "sess_2"], device_ids: ["mobile:autopilot-ios"], user_id: "usr_1", revoked_at_ms: 1_764_000_000_123, reason: "user_requested" })
+      expect(JSON.parse(received!.body)).toEqual({
+        session_ids: ["sess_1", "sess_2"],
+        device_ids: ["mobile:autopilot-ios"],
+        user_id: "usr_1",
+        revoked_at_ms: 1_764_000_000_123,
+        remember_until_ms: 1_764_003_630_123,
+        reason: "user_requested"
+      })
       expect(received!.headers["x-oa-runtime-key-id"]).toBe(RUNTIME_KEY.kid)
       const wrongKey = yield* HttpRuntime.make({ baseUrl: fake.url, key: { kid: RUNTIME_KEY.kid, secret: { ...RUNTIME_KEY.secret } as never } }).pipe(Effect.provide(FetchHttpClient.layer))
       void wrongKey
@@ -80,7 +95,15 @@ describe("control with the HTTP runtime client", () => {
         expect((yield* call("POST", "/api/auth/logout", { headers: bearer(session.body.token) })).status).toBe(200)
         const received = yield* waitFor(Effect.sync(() => fake.received), (r) => r.some((x) => x.body.includes(session.body.sessionId)))
         const revocation = received.find((x) => x.body.includes(session.body.sessionId))!
-        expect(JSON.parse(revocation.body)).toEqual({ session_ids: [session.body.sessionId], device_ids: [], user_id: session.body.userId, revoked_at_ms: expect.any(Number), reason: "user_requested" })
+        const sent = JSON.parse(revocation.body)
+        expect(sent).toEqual({
+          session_ids: [session.body.sessionId],
+          device_ids: [],
+          user_id: session.body.userId,
+          revoked_at_ms: expect.any(Number),
+          remember_until_ms: sent.revoked_at_ms + 3_630_000,
+          reason: "user_requested"
+        })
       }))
 
     it.effect("a revocation made while the runtime is down is delivered when it comes back", () =>
@@ -107,6 +130,8 @@ describe("control with the HTTP runtime client", () => {
           device_ids: ["mobile:autopilot-ios"],
           user_id: phone.body.userId,
           revoked_at_ms: expect.any(Number),
+          // From the revocation, not the (later) delivery.
+          remember_until_ms: delivered.revoked_at_ms + 3_630_000,
           reason: "user_requested"
         })
       }))
@@ -165,6 +190,32 @@ describe("control with the HTTP runtime client", () => {
         const down = yield* call("GET", "/api/runtime/codex/workers", { headers: bearer(session.body.token) })
         fake.mode = "ok"
         expect(down.status).toBe(503)
+      }))
+  })
+})
+
+describe("the control host's revocation notices", () => {
+  // A 24 h access token (the most OA_AUTH_ACCESS_TOKEN_TTL_SECONDS allows) must stay refused by
+  // the runtime for 24 h, not for the runtime's default hour.
+  const host = Layer.unwrapEffect(Effect.map(Fake, (fake) => {
+    const deps = ControlHost.services(
+      ControlHost.developmentConfig({ accessTokenTtlSeconds: 86_400, runtime: { baseUrl: fake.url, key: RUNTIME_KEY } }),
+      MemoryStorage.layer
+    )
+    return ControlServer.layer({ disableLogger: true }).pipe(Layer.provide(deps), Layer.provideMerge(deps), Layer.provideMerge(NodeHttpServer.layerTest))
+  })).pipe(Layer.provideMerge(FakeLive))
+  layer(host as Layer.Layer<Layer.Layer.Success<typeof host>, unknown>, { excludeTestServices: true })((it) => {
+    it.effect("tell the runtime to remember a revocation for the access-token TTL plus skew (remember_until_ms)", () =>
+      Effect.gen(function*() {
+        const fake = yield* Fake
+        const session = yield* signInNative("autopilot-ios")
+        const [, payload] = (session.body.token as string).split(".")
+        const claims = JSON.parse(Buffer.from(payload!, "base64url").toString())
+        expect(claims.exp - claims.iat).toBe(86_400)
+        expect((yield* call("POST", "/api/auth/logout", { headers: bearer(session.body.token) })).status).toBe(200)
+        const received = yield* waitFor(Effect.sync(() => fake.received), (r) => r.some((x) => x.body.includes(session.body.sessionId)))
+        const notice = JSON.parse(received.find((x) => x.body.includes(session.body.sessionId))!.body)
+        expect(notice.remember_until_ms).toBe(notice.revoked_at_ms + 86_400_000 + 30_000)
       }))
   })
 })

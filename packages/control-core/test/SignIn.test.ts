@@ -17,6 +17,9 @@ const NATIVE = [
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
 
+/** How long the runtime is told to remember a revocation with the default 3600 s access token: its lifetime plus 30 s of skew. */
+const DEFAULT_REMEMBER_MS = 3_630_000
+
 const waitFor = <A>(effect: Effect.Effect<A>, done: (a: A) => boolean) =>
   Effect.gen(function*() {
     for (let i = 0; i < 100; i++) {
@@ -223,7 +226,8 @@ const signInSuite = (name: string, storage: Layer.Layer<any, unknown>) =>
           expect((yield* call("POST", "/api/auth/refresh", { body: { refresh_token: first.body.refreshToken } })).status).toBe(401)
           const recorder = yield* MemoryRuntime.RuntimeRecorder
           const revocations = yield* waitFor(recorder.revocations, (all) => all.some((r) => r.sessionIds.includes(verified.body.sessionId)))
-          expect(revocations.find((r) => r.sessionIds.includes(verified.body.sessionId))).toEqual({ revokedAtMs: expect.any(Number), userId: verified.body.userId, sessionIds: [verified.body.sessionId], deviceIds: [], reason: "token_replay" })
+          const replayed = revocations.find((r) => r.sessionIds.includes(verified.body.sessionId))!
+          expect(replayed).toEqual({ revokedAtMs: expect.any(Number), rememberUntilMs: replayed.revokedAtMs! + DEFAULT_REMEMBER_MS, userId: verified.body.userId, sessionIds: [verified.body.sessionId], deviceIds: [], reason: "token_replay" })
         }))
 
       it.effect("refresh without rotation keeps the refresh token; an unknown one is unauthorized", () =>
@@ -256,7 +260,8 @@ const signInSuite = (name: string, storage: Layer.Layer<any, unknown>) =>
           expect((yield* call("GET", "/api/auth/me", { headers: bearer(laptop.body.token) })).status).toBe(200)
           const recorder = yield* MemoryRuntime.RuntimeRecorder
           const all = yield* waitFor(recorder.revocations, (rs) => rs.some((r) => r.sessionIds.includes(phone.body.sessionId)))
-          expect(all.find((r) => r.sessionIds.includes(phone.body.sessionId))).toEqual({ revokedAtMs: expect.any(Number), userId: phone.body.userId, sessionIds: [phone.body.sessionId], deviceIds: [], reason: "user_requested" })
+          const notice = all.find((r) => r.sessionIds.includes(phone.body.sessionId))!
+          expect(notice).toEqual({ revokedAtMs: expect.any(Number), rememberUntilMs: notice.revokedAtMs! + DEFAULT_REMEMBER_MS, userId: phone.body.userId, sessionIds: [phone.body.sessionId], deviceIds: [], reason: "user_requested" })
           // Another user's session ids are ignored, not revoked.
           const stranger = yield* signInNative("autopilot-ios")
           const attempt = yield* call("POST", "/api/auth/sessions/revoke", { body: { sessionIds: [stranger.body.sessionId] }, headers: bearer(laptop.body.token) })
@@ -301,7 +306,8 @@ const signInSuite = (name: string, storage: Layer.Layer<any, unknown>) =>
           expect((yield* call("GET", "/api/auth/me", { headers: bearer(second.body.token) })).status).toBe(200)
           const recorder = yield* MemoryRuntime.RuntimeRecorder
           const all = yield* waitFor(recorder.revocations, (rs) => rs.some((r) => r.sessionIds.includes(first.body.sessionId)))
-          expect(all.find((r) => r.sessionIds.includes(first.body.sessionId))).toEqual({ revokedAtMs: expect.any(Number), userId: first.body.userId, sessionIds: [first.body.sessionId], deviceIds: [], reason: "device_replaced" })
+          const replaced = all.find((r) => r.sessionIds.includes(first.body.sessionId))!
+          expect(replaced).toEqual({ revokedAtMs: expect.any(Number), rememberUntilMs: replaced.revokedAtMs! + DEFAULT_REMEMBER_MS, userId: first.body.userId, sessionIds: [first.body.sessionId], deviceIds: [], reason: "device_replaced" })
         }))
 
       it.effect("refuses tampered and foreign bearer tokens", () =>

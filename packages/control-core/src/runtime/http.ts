@@ -5,7 +5,7 @@
 //
 //   revokeSessions  POST {baseUrl}/internal/v1/sync/sessions/revoke
 //                   {"session_ids": [...], "device_ids": [...], "user_id": "...", "revoked_at_ms": 1764…,
-//                    "reason": "user_requested"}
+//                    "remember_until_ms": 1764…, "reason": "user_requested"}
 //                   -> any 2xx is an acknowledgement; anything else is retried by the relay
 //   forward         {method} {baseUrl}/internal/v1/codex/workers... with X-OA-USER-ID (signed)
 import * as HttpBody from "@effect/platform/HttpBody"
@@ -52,6 +52,7 @@ export const make = (options: HttpRuntimeOptions) =>
                 device_ids: request.deviceIds,
                 ...(request.userId === undefined ? {} : { user_id: request.userId }),
                 ...(request.revokedAtMs === undefined ? {} : { revoked_at_ms: request.revokedAtMs }),
+                ...(request.rememberUntilMs === undefined ? {} : { remember_until_ms: request.rememberUntilMs }),
                 reason: request.reason
               }))
             ),

@@ -1,5 +1,5 @@
-// An in-memory RuntimeClient that records what control asked of the runtime, for tests and for
-// embedding control without a runtime. `failing` makes every call fail (a runtime outage);
+// An in-memory RuntimeClient that records what control asked of the runtime (each revocation as
+// sent, rememberUntilMs included), for tests and for embedding control without a runtime. `failing` makes every call fail (a runtime outage);
 // `forwardWith` scripts the proxy's answers.
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
