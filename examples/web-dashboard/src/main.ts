@@ -154,7 +154,11 @@ class Dashboard {
     this.client.on((e) => this.onEvent(e))
     await this.follow(this.summaries)
     this.render()
-    await this.client.live(this.summaries)
+    try {
+      await this.client.live(this.summaries)
+    } catch {
+      return // refused, signed out or stopped: onEvent shows why
+    }
     // A first visit: give the user a worker that does something.
     if (this.workers().length === 0) await this.createDemoWorker()
   }

@@ -83,8 +83,13 @@ export interface ClientOptions {
   readonly backoff?: Partial<Backoff.BackoffOptions>
   /** Abandon a connection that has heard nothing for this long (default: 2 × heartbeat + 5 s). */
   readonly silenceTimeoutMs?: number
-  /** Give up on a connection whose Welcome or Subscribed does not arrive within this (default 10 s). */
+  /**
+   * Give up on a connection whose WebSocket upgrade and Welcome, or whose Subscribed, do not
+   * arrive within this (default 10 s).
+   */
   readonly requestTimeoutMs?: number
+  /** Abort a snapshot fetch (stale-cursor recovery) that has not completed within this (default 30 s). */
+  readonly snapshotTimeoutMs?: number
   /** For tests: the random source of the jitter. */
   readonly random?: () => number
   /**
@@ -104,15 +109,20 @@ interface TopicEntry {
   readonly docs: Map<string, Document>
   loaded: Promise<void>
   phase: "pending" | "subscribing" | "replaying" | "live" | "failed" | "recovering"
-  liveWaiters: Array<() => void>
+  liveWaiters: Array<{ readonly resolve: () => void; readonly reject: (error: KhalaClientError) => void }>
 }
 
 interface QueuedBatch {
   readonly topic: string
   readonly serial: number
+  /** The journal epoch of the connection it came on (what its watermarks count in). */
+  readonly epoch: string
   readonly updates: ReadonlyArray<IncomingUpdate>
   readonly complete: boolean
 }
+
+/** The least time between two token refreshes of one connection, whatever the expiry says. */
+const MIN_REFRESH_INTERVAL_MS = 5_000
 
 const textDecoder = new TextDecoder()
 
@@ -134,7 +144,7 @@ export class KhalaClient {
   private attempt = 0
   private retryFloorMs = 0
   private closedByUser = false
-  private timers: Array<ReturnType<typeof setTimeout>> = []
+  private readonly timers = new Set<ReturnType<typeof setTimeout>>()
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined
   private lastFrameAt = 0
   private heartbeatMs = 15_000
@@ -144,6 +154,13 @@ export class KhalaClient {
   private readonly pendingRequests = new Map<string, ReadonlyArray<string>>()
   private queue: Array<QueuedBatch> = []
   private processing: Promise<void> | undefined
+  /** Batches enqueued / finished so far: a subscribe waits until what was enqueued before it is applied. */
+  private enqueued = 0
+  private drained = 0
+  private drainWaiters: Array<{ readonly mark: number; readonly resolve: () => void }> = []
+  /** The server's clock minus ours, from the last Welcome (token expiries are in server time). */
+  private clockOffsetMs = 0
+  private lastRefreshAt = 0
   private terminalError: ClientEvent | undefined
 
   constructor(readonly options: ClientOptions) {
@@ -160,21 +177,36 @@ export class KhalaClient {
   subscribe(topic: string): void {
     if (this.topics.has(topic)) return
     const entry: TopicEntry = { topic, epoch: "", watermark: 0n, docs: new Map(), loaded: Promise.resolve(), phase: "pending", liveWaiters: [] }
-    entry.loaded = this.store.load(topic).then((state) => {
-      if (state === undefined) return
-      entry.epoch = state.epoch
-      entry.watermark = state.watermark
-      for (const d of state.documents) entry.docs.set(d.docKey, toDocument(d))
-      return this.trim(entry)
-    })
+    entry.loaded = this.store.load(topic).then(
+      async (state) => {
+        if (state === undefined || this.topics.get(topic) !== entry) return
+        entry.epoch = state.epoch
+        entry.watermark = state.watermark
+        for (const d of state.documents) entry.docs.set(d.docKey, toDocument(d))
+        await this.trim(entry)
+        // Shown like any other change, so hooks and streams that rendered nothing yet see them.
+        if (entry.docs.size > 0) this.emit({ type: "change", topic, changed: [...entry.docs.keys()], watermark: entry.watermark })
+      },
+      (error) => {
+        // A record that cannot be read (corrupt, or the store failed) is not fatal: the topic
+        // starts from nothing — a full replay, or stale_cursor and a snapshot that replaces it.
+        entry.epoch = ""
+        entry.watermark = 0n
+        entry.docs.clear()
+        this.emit({ type: "error", error: new KhalaClientError("store_failed", `loading ${topic} failed (syncing it from the start): ${String(error)}`, [topic]) })
+      }
+    )
     this.topics.set(topic, entry)
     if (this.status === "idle") this.connect()
-    else if (this.status === "connected") void this.sendSubscribe([entry])
+    else if (this.status === "connected") this.subscribeAll()
   }
 
   /** Stop receiving a topic (its persisted state is kept). */
   unsubscribe(topic: string): void {
-    if (!this.topics.delete(topic)) return
+    const entry = this.topics.get(topic)
+    if (entry === undefined) return
+    this.topics.delete(topic)
+    this.settleLive(entry, new KhalaClientError("not_subscribed", `unsubscribed from ${topic}`, [topic]))
     if (this.status === "connected") this.send(Wire.unsubscribe({ topics: [topic], requestId: this.nextRequestId() }))
   }
 
@@ -219,7 +251,24 @@ export class KhalaClient {
     const entry = this.topics.get(topic)
     if (entry === undefined) return Promise.reject(new KhalaClientError("not_subscribed", `not subscribed to ${topic}`, [topic]))
     if (entry.phase === "live") return Promise.resolve()
-    return new Promise((resolve) => entry.liveWaiters.push(resolve))
+    if (entry.phase === "failed") return Promise.reject(new KhalaClientError("topic_failed", `${topic} was refused by the server`, [topic]))
+    if (this.status === "closed") return Promise.reject(new KhalaClientError("closed", "the client is closed", [topic]))
+    return new Promise((resolve, reject) => entry.liveWaiters.push({ resolve, reject }))
+  }
+
+  /** Settle a topic's live() waiters: resolve them (undefined) or reject them with `error`. */
+  private settleLive(entry: TopicEntry, error?: KhalaClientError) {
+    const waiters = entry.liveWaiters
+    entry.liveWaiters = []
+    for (const w of waiters) {
+      if (error === undefined) w.resolve()
+      else w.reject(error)
+    }
+  }
+
+  /** The client stopped (closed, or a close the app must act on): nothing it waits for will come. */
+  private settleAllLive(code: string, message: string) {
+    for (const entry of this.topics.values()) this.settleLive(entry, new KhalaClientError(code, message, [entry.topic]))
   }
 
   /** Open the connection (done by the first subscribe). */
@@ -236,8 +285,9 @@ export class KhalaClient {
     this.clearTimers()
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer)
     this.detach(1000, "client closed")
-    await this.processing
+    await this.queueIdle()
     this.setStatus("closed")
+    this.settleAllLive("closed", "the client was closed")
     await this.store.close?.()
   }
 
@@ -273,13 +323,16 @@ export class KhalaClient {
 
   private clearTimers() {
     for (const t of this.timers) clearTimeout(t)
-    this.timers = []
+    this.timers.clear()
     this.awaiting.clear()
   }
 
   private later(ms: number, f: () => void) {
-    const t = setTimeout(f, ms)
-    this.timers.push(t)
+    const t = setTimeout(() => {
+      this.timers.delete(t)
+      f()
+    }, ms)
+    this.timers.add(t)
     return t
   }
 
@@ -313,11 +366,13 @@ export class KhalaClient {
     socket.binaryType = "arraybuffer"
     this.socket = socket
     this.lastFrameAt = Date.now()
+    // From here: a server (or proxy) that accepts the TCP connection but never completes the
+    // upgrade, or never welcomes, is abandoned like one that never answers a request.
+    this.expectReply(serial, "welcome")
     socket.onopen = () => {
       if (serial !== this.serial) return
       this.lastFrameAt = Date.now()
       const c = this.options.client ?? {}
-      this.expectReply(serial, "welcome")
       this.send(Wire.hello({
         token,
         surface: c.surface ?? 0,
@@ -383,6 +438,7 @@ export class KhalaClient {
         ? { type: "error" as const, error: new KhalaClientError("bad_frame", reason || "the server refused a frame") }
         : { type: "unauthorized" as const, reason: 0, message: reason })
       this.emit(event)
+      this.settleAllLive(verdict.reason, `the connection was closed (${verdict.reason}); the client stopped until connect() is called`)
       return
     }
     this.scheduleReconnect(this.serial)
@@ -445,7 +501,7 @@ export class KhalaClient {
           docVersion: u.docVersion,
           payload: u.hydrationRequired ? null : textDecoder.decode(u.payload)
         }))
-        this.enqueue({ topic: frame.topic, serial, updates, complete: batch.replayComplete })
+        this.enqueue({ topic: frame.topic, serial, epoch: this.journalEpoch, updates, complete: batch.replayComplete })
         return
       }
       case Wire.Kind.SUBSCRIBED: {
@@ -473,7 +529,12 @@ export class KhalaClient {
     this.awaiting.delete("welcome")
     this.journalEpoch = welcome.journalEpoch
     this.heartbeatMs = welcome.heartbeatIntervalMs || 15_000
-    this.attempt = 0
+    const serverTime = Number(welcome.serverTimeMs ?? 0)
+    this.clockOffsetMs = serverTime > 0 ? serverTime - Date.now() : 0
+    // The backoff is reset once the connection has proved itself (every topic live, or none to
+    // sync), not at Welcome: a failure after Welcome (a snapshot that cannot be fetched, a store
+    // that cannot write) must back off like any other, not retry within a second forever.
+    if ([...this.topics.values()].every((e) => e.phase === "failed")) this.attempt = 0
     this.setStatus("connected")
     const beat = () => {
       if (serial !== this.serial) return
@@ -482,15 +543,29 @@ export class KhalaClient {
     }
     this.later(this.heartbeatMs, beat)
     this.scheduleRefresh(serial, Number(welcome.tokenExpiresAtMs))
-    void this.sendSubscribe([...this.topics.values()])
+    this.subscribeAll()
+  }
+
+  /** Subscribe every pending topic (errors are reported, never left unhandled). */
+  private subscribeAll() {
+    this.sendSubscribe([...this.topics.values()]).catch((error) =>
+      this.emit({ type: "error", error: new KhalaClientError("internal", `subscribing failed: ${String(error)}`) })
+    )
   }
 
   private scheduleRefresh(serial: number, expiresAtMs: number) {
     if (!expiresAtMs) return
-    const remaining = expiresAtMs - Date.now()
+    // The expiry is in the server's time: compare it with the server's clock as the Welcome gave
+    // it, not with this device's (which may be minutes off either way).
+    const remaining = expiresAtMs - (Date.now() + this.clockOffsetMs)
     const margin = Math.min(30_000, Math.max(remaining * 0.25, 0))
-    this.later(Math.max(0, remaining - margin), async () => {
+    // Never refresh in a loop, whatever the expiry says: when it is already due, refresh now, but
+    // no sooner than MIN_REFRESH_INTERVAL_MS after the previous refresh of this client.
+    const due = remaining - margin
+    const wait = due > 0 ? due : Math.max(0, MIN_REFRESH_INTERVAL_MS - (Date.now() - this.lastRefreshAt))
+    this.later(wait, async () => {
       if (serial !== this.serial) return
+      this.lastRefreshAt = Date.now()
       try {
         const token = await this.options.tokenProvider()
         if (serial !== this.serial) return
@@ -506,6 +581,9 @@ export class KhalaClient {
   private async sendSubscribe(entries: ReadonlyArray<TopicEntry>) {
     const serial = this.serial
     await Promise.all(entries.map((e) => e.loaded))
+    // Batches that arrived before this (on an earlier connection too) are applied first, so the
+    // resume positions include them and carry the epoch they were applied in.
+    await this.appliedUpTo(this.enqueued)
     if (serial !== this.serial || this.status !== "connected") return
     const ready = entries.filter((e) => e.phase === "pending" && this.topics.get(e.topic) === e)
     if (ready.length === 0) return
@@ -525,6 +603,7 @@ export class KhalaClient {
     const code = error.code as number
     const name = Wire.ERROR_CODE_NAMES[code] ?? "internal"
     const requested = this.pendingRequests.get(error.requestId) ?? []
+    this.pendingRequests.delete(error.requestId)
     this.awaiting.delete(`subscribed:${error.requestId}`)
     switch (code) {
       case Wire.ErrorCode.STALE_CURSOR:
@@ -532,11 +611,15 @@ export class KhalaClient {
       case Wire.ErrorCode.FORBIDDEN_TOPIC:
       case Wire.ErrorCode.BAD_SUBSCRIPTION: {
         const topics: Array<string> = code === Wire.ErrorCode.FORBIDDEN_TOPIC ? error.details?.value?.forbiddenTopics ?? requested : requested
+        const failure = new KhalaClientError(name, error.message, topics, error.details?.value)
         for (const t of topics) {
           const entry = this.topics.get(t)
-          if (entry) entry.phase = "failed"
+          if (entry) {
+            entry.phase = "failed"
+            this.settleLive(entry, failure)
+          }
         }
-        this.emit({ type: "error", error: new KhalaClientError(name, error.message, topics, error.details?.value) })
+        this.emit({ type: "error", error: failure })
         return
       }
       case Wire.ErrorCode.RATE_LIMITED:
@@ -577,7 +660,7 @@ export class KhalaClient {
       const entry = this.topics.get(t)
       if (entry && entry.phase === "subscribing") entry.phase = "pending"
     }
-    this.later(Math.max(retryAfterMs, 100), () => void this.sendSubscribe([...this.topics.values()]))
+    this.later(Math.max(retryAfterMs, 100), () => this.subscribeAll())
   }
 
   /**
@@ -598,9 +681,15 @@ export class KhalaClient {
     }
   }
 
-  /** Stale cursor: recover each topic from its snapshot (or from the head), then resubscribe. */
+  /**
+   * Stale cursor: recover each topic from its snapshot (or from the head), then resubscribe. A
+   * recovery belongs to its connection: if that connection is gone by the time a snapshot
+   * arrives, the snapshot is dropped (the new connection recovers the topic itself), so an older
+   * snapshot can never land after a newer one.
+   */
   private async recover(serial: number, details: any) {
     const plan = new Map<string, any>((details?.snapshotPlan?.topics ?? []).map((t: any) => [t.topic, t]))
+    const current = (entry: TopicEntry) => serial === this.serial && this.topics.get(entry.topic) === entry
     for (const stale of (details?.staleTopics ?? []) as Array<any>) {
       const entry = this.topics.get(stale.topic)
       if (entry === undefined) continue
@@ -608,21 +697,18 @@ export class KhalaClient {
       const planned = plan.get(stale.topic)
       try {
         await this.queueIdle()
+        if (!current(entry)) continue
         if (planned?.snapshot?.path) {
-          const response = await (this.options.fetch ?? fetch)(`${this.snapshotBase}${planned.snapshot.path}`, {
-            headers: { authorization: `Bearer ${this.token}`, accept: "application/x-protobuf" }
-          })
-          if (!response.ok) throw new KhalaClientError("snapshot_failed", `snapshot of ${stale.topic}: HTTP ${response.status}`, [stale.topic])
-          const snapshot = Wire.snapshot(new Uint8Array(await response.arrayBuffer()))
-          const documents: Array<StoredDocument> = snapshot.documents.map((d: any) => ({ docKey: d.docKey, docVersion: d.docVersion, payload: textDecoder.decode(d.payload) }))
-          await this.store.apply(stale.topic, { epoch: snapshot.epoch, watermark: snapshot.watermark, upserts: documents, replace: true })
+          const documents = await this.fetchSnapshot(stale.topic, planned.snapshot.path)
+          if (!current(entry)) continue
+          await this.store.apply(stale.topic, { epoch: documents.epoch, watermark: documents.watermark, upserts: documents.documents, replace: true })
           entry.docs.clear()
-          for (const d of documents) entry.docs.set(d.docKey, toDocument(d))
-          entry.epoch = snapshot.epoch
-          entry.watermark = snapshot.watermark
+          for (const d of documents.documents) entry.docs.set(d.docKey, toDocument(d))
+          entry.epoch = documents.epoch
+          entry.watermark = documents.watermark
           await this.trim(entry)
-          this.emit({ type: "resynced", topic: stale.topic, watermark: snapshot.watermark, via: "snapshot", gap: false })
-          this.emit({ type: "change", topic: stale.topic, changed: documents.map((d) => d.docKey), watermark: snapshot.watermark })
+          this.emit({ type: "resynced", topic: stale.topic, watermark: documents.watermark, via: "snapshot", gap: false })
+          this.emit({ type: "change", topic: stale.topic, changed: documents.documents.map((d) => d.docKey), watermark: documents.watermark })
         } else {
           // No snapshot for this class (event streams): continue from the head; the interval is lost.
           const head = BigInt(planned?.headWatermark ?? stale.headWatermark ?? 0n)
@@ -632,11 +718,11 @@ export class KhalaClient {
           entry.watermark = head
           this.emit({ type: "resynced", topic: stale.topic, watermark: head, via: "head", gap: true })
         }
-        entry.phase = "pending"
+        if (entry.phase === "recovering") entry.phase = "pending"
       } catch (error) {
-        entry.phase = "pending"
+        if (entry.phase === "recovering") entry.phase = "pending"
         this.emit({ type: "error", error: error instanceof KhalaClientError ? error : new KhalaClientError("snapshot_failed", String(error), [stale.topic]) })
-        // Try again through a reconnect (which backs off).
+        // Try again through a reconnect (which backs off, at least as long as the server asked).
         if (serial === this.serial) {
           this.detach(4000, "snapshot recovery failed")
           this.scheduleReconnect(this.serial)
@@ -644,7 +730,36 @@ export class KhalaClient {
         return
       }
     }
-    if (serial === this.serial) void this.sendSubscribe([...this.topics.values()])
+    if (serial === this.serial) this.subscribeAll()
+  }
+
+  /** GET a topic's snapshot, within `snapshotTimeoutMs`; a Retry-After answer sets the reconnect floor. */
+  private async fetchSnapshot(topic: string, path: string): Promise<{ epoch: string; watermark: bigint; documents: Array<StoredDocument> }> {
+    const timeoutMs = this.options.snapshotTimeoutMs ?? 30_000
+    const abort = new AbortController()
+    const timer = setTimeout(() => abort.abort(), timeoutMs)
+    try {
+      const response = await (this.options.fetch ?? fetch)(`${this.snapshotBase}${path}`, {
+        headers: { authorization: `Bearer ${this.token}`, accept: "application/x-protobuf" },
+        signal: abort.signal
+      })
+      if (!response.ok) {
+        const retryAfter = retryAfterMs(response.headers.get("retry-after"))
+        if (retryAfter !== undefined) this.retryFloorMs = Math.max(this.retryFloorMs, retryAfter)
+        throw new KhalaClientError("snapshot_failed", `snapshot of ${topic}: HTTP ${response.status}`, [topic])
+      }
+      const snapshot = Wire.snapshot(new Uint8Array(await response.arrayBuffer()))
+      return {
+        epoch: snapshot.epoch,
+        watermark: snapshot.watermark,
+        documents: snapshot.documents.map((d: any) => ({ docKey: d.docKey, docVersion: d.docVersion, payload: textDecoder.decode(d.payload) }))
+      }
+    } catch (error) {
+      if (abort.signal.aborted) throw new KhalaClientError("snapshot_failed", `snapshot of ${topic}: no answer within ${timeoutMs} ms`, [topic])
+      throw error
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -652,11 +767,26 @@ export class KhalaClient {
 
   private enqueue(batch: QueuedBatch) {
     this.queue.push(batch)
+    this.enqueued++
     if (this.processing === undefined) this.processing = this.drain().finally(() => (this.processing = undefined))
   }
 
   private async queueIdle() {
     while (this.processing !== undefined) await this.processing
+  }
+
+  /** Resolves once the first `mark` enqueued batches have been applied (or dropped). */
+  private appliedUpTo(mark: number): Promise<void> {
+    if (this.drained >= mark) return Promise.resolve()
+    return new Promise((resolve) => this.drainWaiters.push({ mark, resolve }))
+  }
+
+  private batchesDone(n: number) {
+    this.drained += n
+    if (this.drainWaiters.length === 0) return
+    const due = this.drainWaiters.filter((w) => w.mark <= this.drained)
+    this.drainWaiters = this.drainWaiters.filter((w) => w.mark > this.drained)
+    for (const w of due) w.resolve()
   }
 
   private async drain() {
@@ -665,49 +795,77 @@ export class KhalaClient {
       const first = this.queue.shift()!
       const updates = [...first.updates]
       let complete = first.complete
+      let taken = 1
       while (this.queue.length > 0 && this.queue[0]!.topic === first.topic && this.queue[0]!.serial === first.serial) {
         const next = this.queue.shift()!
         updates.push(...next.updates)
         complete = next.complete
+        taken++
       }
-      const entry = this.topics.get(first.topic)
-      if (entry === undefined || entry.phase === "recovering") continue
-      const result = applyBatch(entry.watermark, (k) => entry.docs.get(k)?.docVersion, updates)
-      if (result.watermark > entry.watermark) {
-        const epoch = entry.epoch || this.journalEpoch
-        try {
-          await this.store.apply(first.topic, { epoch, watermark: result.watermark, upserts: result.upserts })
-        } catch (error) {
-          this.emit({ type: "error", error: new KhalaClientError("store_failed", `persisting ${first.topic} failed: ${String(error)}`, [first.topic]) })
-          if (first.serial === this.serial) {
-            this.detach(4000, "store failed")
-            this.scheduleReconnect(this.serial)
-          }
-          continue
-        }
-        entry.epoch = epoch
-        entry.watermark = result.watermark
-        for (const d of result.upserts) entry.docs.set(d.docKey, toDocument(d))
-        await this.trim(entry)
-        this.emit({ type: "change", topic: first.topic, changed: result.upserts.map((d) => d.docKey), watermark: result.watermark })
-      }
-      if (result.gapAt !== undefined) {
-        // Something was lost in transit: resume from what is applied.
+      try {
+        await this.applyQueued(first, updates, complete)
+      } catch (error) {
+        // A bug or a malformed document must not stall the queue or surface as an unhandled
+        // rejection: report it and resume from what is applied.
+        this.emit({ type: "error", error: new KhalaClientError("internal", `applying ${first.topic} failed: ${String(error)}`, [first.topic]) })
         if (first.serial === this.serial) {
-          this.detach(4000, "gap")
+          this.detach(4000, "apply failed")
           this.scheduleReconnect(this.serial)
         }
-        continue
-      }
-      if (complete && first.serial === this.serial && entry.phase !== "live") {
-        entry.phase = "live"
-        const waiters = entry.liveWaiters
-        entry.liveWaiters = []
-        for (const w of waiters) w()
-        this.emit({ type: "live", topic: first.topic })
+      } finally {
+        this.batchesDone(taken)
       }
     }
   }
+
+  private async applyQueued(first: QueuedBatch, updates: ReadonlyArray<IncomingUpdate>, complete: boolean): Promise<void> {
+    const entry = this.topics.get(first.topic)
+    if (entry === undefined || entry.phase === "recovering") return
+    const result = applyBatch(entry.watermark, (k) => entry.docs.get(k)?.docVersion, updates)
+    if (result.watermark > entry.watermark) {
+      // Its watermarks count in the epoch of the connection it came on (a batch of an earlier
+      // connection can be applied after a later one welcomed the client in another epoch).
+      const epoch = entry.epoch || first.epoch
+      try {
+        await this.store.apply(first.topic, { epoch, watermark: result.watermark, upserts: result.upserts })
+      } catch (error) {
+        this.emit({ type: "error", error: new KhalaClientError("store_failed", `persisting ${first.topic} failed: ${String(error)}`, [first.topic]) })
+        if (first.serial === this.serial) {
+          this.detach(4000, "store failed")
+          this.scheduleReconnect(this.serial)
+        }
+        return
+      }
+      entry.epoch = epoch
+      entry.watermark = result.watermark
+      for (const d of result.upserts) entry.docs.set(d.docKey, toDocument(d))
+      await this.trim(entry)
+      this.emit({ type: "change", topic: first.topic, changed: result.upserts.map((d) => d.docKey), watermark: result.watermark })
+    }
+    if (result.gapAt !== undefined) {
+      // Something was lost in transit: resume from what is applied.
+      if (first.serial === this.serial) {
+        this.detach(4000, "gap")
+        this.scheduleReconnect(this.serial)
+      }
+      return
+    }
+    if (complete && first.serial === this.serial && entry.phase !== "live") {
+      entry.phase = "live"
+      this.settleLive(entry)
+      this.emit({ type: "live", topic: first.topic })
+      // The connection has proved itself: the next failure starts the backoff from the beginning.
+      if ([...this.topics.values()].every((e) => e.phase === "live" || e.phase === "failed")) this.attempt = 0
+    }
+  }
+}
+
+/** Milliseconds from a Retry-After header (seconds or an HTTP date), at most 5 minutes. */
+const retryAfterMs = (header: string | null): number | undefined => {
+  if (header === null || header.trim() === "") return undefined
+  const seconds = Number(header)
+  const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(header) - Date.now()
+  return Number.isFinite(ms) ? Math.min(Math.max(ms, 0), 300_000) : undefined
 }
 
 /** Create a client. It connects on the first `subscribe`. */

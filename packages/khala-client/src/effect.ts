@@ -5,7 +5,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
-import { type ClientEvent, type ClientOptions, createClient, type Document, type KhalaClient, type Status } from "./Client.js"
+import { type ClientEvent, type ClientOptions, createClient, type Document, type KhalaClient, KhalaClientError, type Status } from "./Client.js"
 
 export class KhalaSync extends Context.Tag("@openagents/khala-client/KhalaSync")<KhalaSync, KhalaClient>() {}
 
@@ -36,19 +36,27 @@ export const documents = <T = unknown>(topic: string): Stream.Stream<ReadonlyMap
     Effect.map(KhalaSync, (client) => {
       client.subscribe(topic)
       const current = () => new Map(client.documents<T>(topic))
-      return Stream.concat(
-        Stream.sync(current),
-        events.pipe(
-          Stream.filter((e) => (e.type === "change" || e.type === "resynced") && e.topic === topic),
-          Stream.map(current)
-        )
-      )
+      // Listen first, then emit the current documents: a change between the two is never missed.
+      return Stream.async<ReadonlyMap<string, Document<T>>>((emit) => {
+        const off = client.on((e) => {
+          if ((e.type === "change" || e.type === "resynced") && e.topic === topic) void emit.single(current())
+        })
+        void emit.single(current())
+        return Effect.sync(off)
+      })
     })
   )
 
-/** Wait until a topic has caught up. */
-export const live = (topic: string): Effect.Effect<void, never, KhalaSync> =>
+/**
+ * Wait until a topic has caught up. Fails if it never can: the server refused the topic
+ * (`topic_failed`, `forbidden_topic`, `bad_subscription`), it was unsubscribed (`not_subscribed`),
+ * or the client closed or stopped (`closed`, `reauth_required`, `upgrade_required`, …).
+ */
+export const live = (topic: string): Effect.Effect<void, KhalaClientError, KhalaSync> =>
   Effect.flatMap(KhalaSync, (client) => {
     client.subscribe(topic)
-    return Effect.promise(() => client.live(topic))
+    return Effect.tryPromise({
+      try: () => client.live(topic),
+      catch: (error) => (error instanceof KhalaClientError ? error : new KhalaClientError("internal", String(error), [topic]))
+    })
   })
