@@ -684,13 +684,13 @@ export const make = (
           disconnectSlow(c, live[0]!.topic.topic)
           continue
         }
-        for (const sub of live) {
-          // Everything published so far is already in this socket's buffer.
-          sub.cursor = hub.lastPublished(sub.lease) ?? sub.cursor
-          c.connection.leave(sub.topic.topic)
-          hub.left(sub.lease, c.connection.format)
-          sub.mode = "paced"
-        }
+        // The throttle notice goes out before the subscriptions leave their channels, and that
+        // order is what makes the cursors below true. A demoted subscription resumes after
+        // `lastPublished`, claiming that everything published so far is in this socket's buffer.
+        // uWS keeps a publish in its topic tree until the event loop's turn ends or the socket's
+        // next send, and a leave before that discards it for this socket: a send queues every
+        // frame published to the socket's channels ahead of it (the Connection contract; ws
+        // writes publishes at once), so after this one nothing published is left to lose.
         sendError(
           c,
           SyncWire.slowConsumer("throttle", {
@@ -703,6 +703,13 @@ export const make = (
             bufferedBytes: buffered
           })
         )
+        for (const sub of live) {
+          // Everything published so far is now in this socket's buffer (see above).
+          sub.cursor = hub.lastPublished(sub.lease) ?? sub.cursor
+          c.connection.leave(sub.topic.topic)
+          hub.left(sub.lease, c.connection.format)
+          sub.mode = "paced"
+        }
         for (const sub of live) enqueue(c, sub.topic.topic)
       }
     }

@@ -6,6 +6,7 @@
 import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
@@ -63,6 +64,11 @@ export interface Options {
   readonly server?: Server.ServerOptions | undefined
   readonly authorizer?: Layer.Layer<TopicAuthorizer.TopicAuthorizer> | undefined
   readonly classes?: ReadonlyArray<Topic.TopicClass> | undefined
+  /**
+   * The clock the server's loops sleep on (its session tick, head poll, epoch check): a test can
+   * hand one that lets it run a loop step by hand. Default: the real clock.
+   */
+  readonly clock?: Clock.Clock | undefined
   /** Ports to listen on (default: free ones). */
   readonly port?: number | undefined
   readonly httpPort?: number | undefined
@@ -111,7 +117,8 @@ export const start = async (options: Options = {}): Promise<TestServer> => {
       http
     ).pipe(
       Layer.provideMerge(deps),
-      Layer.provide(Layer.succeed(Topic.TopicClasses, Topic.makeRegistry(options.classes ?? Topic.defaultClasses)))
+      Layer.provide(Layer.succeed(Topic.TopicClasses, Topic.makeRegistry(options.classes ?? Topic.defaultClasses))),
+      Layer.provide(options.clock === undefined ? Layer.empty : Layer.setClock(options.clock))
     )
     const runtime = ManagedRuntime.make(layer as Layer.Layer<any, unknown>)
     const run = <A>(effect: Effect.Effect<A, unknown, any>) => runtime.runPromise(effect) as Promise<A>

@@ -16,7 +16,11 @@ export interface Connection {
   readonly format: Format
   readonly protocol: string
   readonly remoteAddress: string
-  /** Queue a frame. Never throws; a closed connection ignores it. */
+  /**
+   * Queue a frame. Never throws; a closed connection ignores it. Frames published earlier to a
+   * channel this connection is in are queued ahead of it (uWS drains its topic tree for the
+   * socket first; ws wrote them when they were published).
+   */
   readonly send: (data: Encoded) => void
   /** Bytes queued for this socket and not yet written to the network. */
   readonly bufferedAmount: () => number
@@ -24,7 +28,12 @@ export interface Connection {
   readonly close: (code: number, reason: string) => void
   /** Drop the connection without a closing handshake. */
   readonly terminate: () => void
-  /** Join / leave the live channel of a topic. */
+  /**
+   * Join / leave the live channel of a topic. A join receives only what is published after it.
+   * A leave may discard frames published to the channel and not yet queued for this socket (uWS
+   * holds publishes in its topic tree until the event loop's turn ends or the socket's next
+   * send): a caller that must keep them sends to the connection before leaving.
+   */
   readonly join: (topic: string) => void
   readonly leave: (topic: string) => void
   readonly isOpen: () => boolean

@@ -1,6 +1,7 @@
 // The khala-core tests' server harness: TestServer from @openagents/khala-core/testing.
 import type { Notifier, Server, Storage, Topic, TopicAuthorizer, Transport } from "@openagents/khala-core"
 import { TestServer } from "@openagents/khala-core/testing"
+import type * as Clock from "effect/Clock"
 import type * as Layer from "effect/Layer"
 
 export const KEY = TestServer.KEY
@@ -14,6 +15,7 @@ export interface HarnessOptions {
   readonly server?: Server.ServerOptions
   readonly authorizer?: Layer.Layer<TopicAuthorizer.TopicAuthorizer>
   readonly classes?: ReadonlyArray<Topic.TopicClass>
+  readonly clock?: Clock.Clock
 }
 
 export const start = (options: HarnessOptions) => TestServer.start(options)
