@@ -8,11 +8,18 @@
 //    must agree with it.
 // 3. Policy: a blocked host (`host_blocked`), a host missing from a non-empty allow-list
 //    (`host_not_allowlisted`), an amount above min(defaultMaxSpendMsats, maxSpendMsats)
-//    (`amount_over_cap`), or an amountless invoice, is refused before paying.
+//    (`amount_over_cap`), or an amountless invoice, is refused before paying. Hosts are compared
+//    lower-case and without a trailing dot (`example.com.` is `example.com`); a blocked entry
+//    also blocks its subdomains.
 // 4. The payer pays with request id `l402:<payment hash>`, so a retried payment of the same
 //    challenge is idempotent at the wallet executor; the preimage must hash to the invoice's
 //    payment hash. The credential is cached, and the request retried with it; a 401/402 then
 //    invalidates it (`credential_rejected`).
+// 5. A payment whose outcome is unknown (the payer answered payment_pending, or failed in a way
+//    that does not prove nothing was paid: unreachable, internal error) keeps its challenge for
+//    (host, scope): the next fetch resumes that payment — same invoice, same request id, same
+//    cap — instead of taking a new 402 and paying a second invoice, until it is paid, fails
+//    definitively, or its invoice expires (then the challenge is dropped and a fresh one taken).
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
@@ -28,6 +35,7 @@ import * as Stream from "effect/Stream"
 import * as Bolt11 from "./Bolt11.js"
 import * as L402 from "./L402.js"
 import { Lnd } from "./Lnd.js"
+import type { WalletErrorCode } from "./WalletExecutor.js"
 import { WalletError } from "./WalletExecutor.js"
 import * as WalletExecutorClient from "./WalletExecutorClient.js"
 
@@ -169,9 +177,47 @@ export interface FetchOptions {
   readonly maxSpendMsats?: bigint
 }
 
-const listed = (list: ReadonlyArray<string> | undefined, host: string) => {
-  const name = host.replace(/:\d+$/, "")
-  return (list ?? []).some((h) => h.toLowerCase() === host || h.toLowerCase() === name)
+/** A host as compared by the policy: lower-case, one trailing dot removed, port apart. */
+export const normaliseHost = (host: string): { readonly name: string; readonly port: string | undefined } => {
+  const h = host.trim().toLowerCase()
+  const m = /^(\[[^\]]*\]|[^:]*)(?::(\d+))?$/.exec(h)
+  return { name: (m?.[1] ?? h).replace(/\.$/, ""), port: m?.[2] }
+}
+
+const hostKey = (host: { readonly name: string; readonly port: string | undefined }) => host.port === undefined ? host.name : `${host.name}:${host.port}`
+
+/** On the allow-list: the exact name, or name:port (no subdomains). */
+const allowListed = (list: ReadonlyArray<string>, host: string) => {
+  const h = normaliseHost(host)
+  return list.some((entry) => {
+    const e = normaliseHost(entry)
+    return e.name === h.name && (e.port === undefined || e.port === h.port)
+  })
+}
+
+/** Blocked: the name or any subdomain of a blocked entry (`*.name` reads as `name`), on any port unless the entry names one. */
+export const hostBlocked = (list: ReadonlyArray<string>, host: string): boolean => {
+  const h = normaliseHost(host)
+  return list.some((entry) => {
+    const e = normaliseHost(entry)
+    const name = e.name.replace(/^\*\./, "")
+    return name !== "" && (h.name === name || h.name.endsWith(`.${name}`)) && (e.port === undefined || e.port === h.port)
+  })
+}
+
+/** Payer answers that do not prove the invoice unpaid: the payment may still complete. */
+const UNSETTLED: ReadonlySet<WalletErrorCode> = new Set<WalletErrorCode>(["payment_pending", "connect_failed", "internal_error", "payment_missing_preimage"])
+
+/** A challenge whose payment was started and has no known outcome yet. */
+interface PendingChallenge {
+  readonly macaroon: string
+  readonly invoice: string
+  readonly paymentHash: string
+  readonly amountMsats: bigint
+  /** Unix seconds. */
+  readonly expiresAt: number
+  /** What the payment was asked with: a resume sends the same (the executor's idempotency key covers it). */
+  readonly request: PayInvoiceRequest
 }
 
 export const make = (policy: BuyerPolicy = {}) =>
@@ -181,13 +227,52 @@ export const make = (policy: BuyerPolicy = {}) =>
     const cache = yield* CredentialCache
     const ttl = policy.credentialTtlMs ?? 300_000
     const ceiling = policy.defaultMaxSpendMsats ?? 100_000n
+    // Per (host, scope): kept for the life of this buyer (build it once, as with the cache).
+    const pending = new Map<string, PendingChallenge>()
+    const pendingKey = (host: string, scope: string) => `${host}\u0000${scope}`
+
+    /** Take a new challenge: the request without credential; a 402 is checked against the policy. */
+    const challengeFor = (request: HttpClientRequest.HttpClientRequest, host: string, cap: bigint) =>
+      Effect.gen(function*() {
+        const first = yield* http.execute(request)
+        if (first.status !== 402) return { _tag: "NotPaywalled", response: first } as const
+        const challenge = yield* L402.parseChallenge(first.headers["www-authenticate"] ?? "").pipe(
+          Either.mapLeft((e) => new BuyerError({ code: "challenge_invalid", message: e.reason }))
+        )
+        if (hostBlocked(policy.blockedHosts ?? [], host)) return yield* Effect.fail(new BuyerError({ code: "host_blocked", message: `${host} is blocked` }))
+        if ((policy.allowedHosts ?? []).length > 0 && !allowListed(policy.allowedHosts ?? [], host)) {
+          return yield* Effect.fail(new BuyerError({ code: "host_not_allowlisted", message: `${host} is not on the allow-list` }))
+        }
+        const invoice = yield* Bolt11.decode(challenge.invoice).pipe(
+          Either.mapLeft((e) => new BuyerError({ code: "challenge_invalid", message: `the challenge's invoice: ${e.message}` }))
+        )
+        const quoted = invoice.amountMsats
+        if (quoted === undefined) return yield* Effect.fail(new BuyerError({ code: "challenge_invalid", message: "the challenge's invoice has no amount" }))
+        if (challenge.amountMsats !== undefined && challenge.amountMsats !== quoted) {
+          return yield* Effect.fail(new BuyerError({ code: "challenge_invalid", message: "amount_msats disagrees with the invoice" }))
+        }
+        if (quoted > cap) return yield* Effect.fail(new BuyerError({ code: "amount_over_cap", message: `${quoted} msat is above the cap ${cap}` }))
+        const identifier = yield* L402.inspect(challenge.macaroon).pipe(Either.mapLeft((e) => new BuyerError({ code: "challenge_invalid", message: e.reason })))
+        if (identifier.paymentHash !== invoice.paymentHash) {
+          return yield* Effect.fail(new BuyerError({ code: "challenge_invalid", message: "the token is not for the invoice's payment hash" }))
+        }
+        const taken: PendingChallenge = {
+          macaroon: challenge.macaroon,
+          invoice: challenge.invoice,
+          paymentHash: invoice.paymentHash,
+          amountMsats: quoted,
+          expiresAt: invoice.expiresAt,
+          request: { invoice: challenge.invoice, maxAmountMsats: cap, host, requestId: `l402:${invoice.paymentHash}` }
+        }
+        return { _tag: "Challenge", challenge: taken } as const
+      })
 
     const fetch = (
       request: HttpClientRequest.HttpClientRequest,
       options: FetchOptions = {}
     ): Effect.Effect<{ readonly response: HttpClientResponse.HttpClientResponse; readonly result: FetchResult }, BuyerError | HttpClientError.HttpClientError> =>
       Effect.gen(function*() {
-        const host = new URL(request.url).host.toLowerCase()
+        const host = hostKey(normaliseHost(new URL(request.url).host))
         const scope = options.scope ?? "default"
         const style = policy.authorizationStyle?.(host) ?? "macaroon_preimage_colon"
         const now = yield* Clock.currentTimeMillis
@@ -209,41 +294,46 @@ export const make = (policy: BuyerPolicy = {}) =>
           }
           yield* cache.invalidate(host, scope)
         }
-        const first = yield* http.execute(request)
-        if (first.status !== 402) {
-          return {
-            response: first,
-            result: { statusCode: first.status, cacheStatus, fromCache: false, paid: false, amountMsats: undefined, paymentId: undefined, proofReference: "none" }
-          } as const
+        const key = pendingKey(host, scope)
+        // A payment started by an earlier fetch and not settled: resume it, never pay another invoice.
+        const resumed = pending.get(key)
+        let challenge: PendingChallenge
+        if (resumed !== undefined) {
+          challenge = resumed
+        } else {
+          const cap = options.maxSpendMsats !== undefined && options.maxSpendMsats < ceiling ? options.maxSpendMsats : ceiling
+          const taken = yield* challengeFor(request, host, cap)
+          if (taken._tag === "NotPaywalled") {
+            return {
+              response: taken.response,
+              result: { statusCode: taken.response.status, cacheStatus, fromCache: false, paid: false, amountMsats: undefined, paymentId: undefined, proofReference: "none" }
+            } as const
+          }
+          challenge = taken.challenge
         }
-        const challenge = yield* L402.parseChallenge(first.headers["www-authenticate"] ?? "").pipe(
-          Either.mapLeft((e) => new BuyerError({ code: "challenge_invalid", message: e.reason }))
-        )
-        if (listed(policy.blockedHosts, host)) return yield* Effect.fail(new BuyerError({ code: "host_blocked", message: `${host} is blocked` }))
-        if ((policy.allowedHosts ?? []).length > 0 && !listed(policy.allowedHosts, host)) {
-          return yield* Effect.fail(new BuyerError({ code: "host_not_allowlisted", message: `${host} is not on the allow-list` }))
+        const attempt = yield* Effect.either(payer.payInvoice(challenge.request))
+        if (Either.isLeft(attempt)) {
+          const e = attempt.left
+          const expired = Number(yield* Clock.currentTimeMillis) >= challenge.expiresAt * 1000
+          if (UNSETTLED.has(e.code) && !expired) {
+            pending.set(key, challenge)
+            return yield* Effect.fail(new BuyerError({
+              code: "payment_pending",
+              message: `${e.code}: ${e.message} (the payment of ${challenge.request.requestId} may still complete; the next fetch resumes it)`,
+              cause: e
+            }))
+          }
+          pending.delete(key)
+          // The invoice expired with its payment unresolved: it can no longer be paid; take a fresh challenge.
+          if (resumed !== undefined && expired) return yield* fetch(request, options)
+          return yield* Effect.fail(new BuyerError({ code: UNSETTLED.has(e.code) ? "payment_pending" : "payment_failed", message: `${e.code}: ${e.message}`, cause: e }))
         }
-        const invoice = yield* Bolt11.decode(challenge.invoice).pipe(
-          Either.mapLeft((e) => new BuyerError({ code: "challenge_invalid", message: `the challenge's invoice: ${e.message}` }))
-        )
-        const quoted = invoice.amountMsats
-        if (quoted === undefined) return yield* Effect.fail(new BuyerError({ code: "challenge_invalid", message: "the challenge's invoice has no amount" }))
-        if (challenge.amountMsats !== undefined && challenge.amountMsats !== quoted) {
-          return yield* Effect.fail(new BuyerError({ code: "challenge_invalid", message: "amount_msats disagrees with the invoice" }))
-        }
-        const cap = options.maxSpendMsats !== undefined && options.maxSpendMsats < ceiling ? options.maxSpendMsats : ceiling
-        if (quoted > cap) return yield* Effect.fail(new BuyerError({ code: "amount_over_cap", message: `${quoted} msat is above the cap ${cap}` }))
-        const identifier = yield* L402.inspect(challenge.macaroon).pipe(Either.mapLeft((e) => new BuyerError({ code: "challenge_invalid", message: e.reason })))
-        if (identifier.paymentHash !== invoice.paymentHash) {
-          return yield* Effect.fail(new BuyerError({ code: "challenge_invalid", message: "the token is not for the invoice's payment hash" }))
-        }
-        const paid = yield* payer.payInvoice({ invoice: challenge.invoice, maxAmountMsats: cap, host, requestId: `l402:${invoice.paymentHash}` }).pipe(
-          Effect.mapError((e) => new BuyerError({ code: e.code === "payment_pending" ? "payment_pending" : "payment_failed", message: `${e.code}: ${e.message}`, cause: e }))
-        )
-        if (!/^[0-9a-f]{64}$/.test(paid.preimageHex) || Bolt11.paymentHashOf(paid.preimageHex) !== invoice.paymentHash) {
+        pending.delete(key)
+        const paid = attempt.right
+        if (!/^[0-9a-f]{64}$/.test(paid.preimageHex) || Bolt11.paymentHashOf(paid.preimageHex) !== challenge.paymentHash) {
           return yield* Effect.fail(new BuyerError({ code: "payment_failed", message: "the payer returned a preimage that does not match the invoice" }))
         }
-        yield* cache.put({ host, scope, macaroon: challenge.macaroon, preimageHex: paid.preimageHex, amountMsats: quoted, issuedAtMs: Number(yield* Clock.currentTimeMillis) })
+        yield* cache.put({ host, scope, macaroon: challenge.macaroon, preimageHex: paid.preimageHex, amountMsats: challenge.amountMsats, issuedAtMs: Number(yield* Clock.currentTimeMillis) })
         const response = yield* http.execute(request.pipe(HttpClientRequest.setHeader("authorization", L402.authorizationHeader(challenge.macaroon, paid.preimageHex, style))))
         if (response.status === 401 || response.status === 402) {
           yield* cache.invalidate(host, scope)
@@ -256,7 +346,7 @@ export const make = (policy: BuyerPolicy = {}) =>
             cacheStatus,
             fromCache: false,
             paid: true,
-            amountMsats: quoted,
+            amountMsats: challenge.amountMsats,
             paymentId: paid.paymentId,
             proofReference: `preimage:${paid.preimageHex.slice(0, 16)}`
           }
