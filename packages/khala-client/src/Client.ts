@@ -121,7 +121,7 @@ interface QueuedBatch {
   readonly complete: boolean
 }
 
-/** The least time between two token refreshes of one connection, whatever the expiry says. */
+/** The least time between two token refreshes of a client whose token is already due, whatever the expiry says. */
 const MIN_REFRESH_INTERVAL_MS = 5_000
 
 const textDecoder = new TextDecoder()
@@ -187,13 +187,15 @@ export class KhalaClient {
         // Shown like any other change, so hooks and streams that rendered nothing yet see them.
         if (entry.docs.size > 0) this.emit({ type: "change", topic, changed: [...entry.docs.keys()], watermark: entry.watermark })
       },
-      (error) => {
-        // A record that cannot be read (corrupt, or the store failed) is not fatal: the topic
-        // starts from nothing — a full replay, or stale_cursor and a snapshot that replaces it.
+      async (error) => {
+        // A record that cannot be read (corrupt, or the store failed) is not fatal: it is dropped
+        // and the topic starts from nothing — a full replay, or stale_cursor and a snapshot that
+        // replaces it. The server holds everything it held.
         entry.epoch = ""
         entry.watermark = 0n
         entry.docs.clear()
         this.emit({ type: "error", error: new KhalaClientError("store_failed", `loading ${topic} failed (syncing it from the start): ${String(error)}`, [topic]) })
+        await this.store.clear(topic).catch(() => undefined)
       }
     )
     this.topics.set(topic, entry)

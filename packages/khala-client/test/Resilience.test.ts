@@ -103,7 +103,22 @@ describe("khala-client under failures", () => {
     const bad = "runtime.notifications:user:r4"
     await server.publish(good, [{ docKey: "a", docVersion: 1, payload: {} }])
     const inner = memoryStore()
-    const store: SyncStore = { ...inner, load: async (t) => { if (t === bad) throw new Error("corrupt record"); return inner.load(t) } }
+    // A corrupt record: it can be neither read nor updated until it is cleared.
+    let corrupt = true
+    const store: SyncStore = {
+      load: async (t) => {
+        if (t === bad && corrupt) throw new Error("corrupt record")
+        return inner.load(t)
+      },
+      apply: async (t, change) => {
+        if (t === bad && corrupt) throw new Error("corrupt record")
+        return inner.apply(t, change)
+      },
+      clear: async (t) => {
+        if (t === bad) corrupt = false
+        return inner.clear(t)
+      }
+    }
     const client = createClient({ url: server.url, tokenProvider: () => TestServer.token("r4"), WebSocket: WS, store })
     await server.publish(bad, [{ docKey: "b", docVersion: 1, payload: {} }])
     const errors: Array<string> = []
