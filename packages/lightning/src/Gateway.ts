@@ -25,9 +25,12 @@
 // in order for lightning-ops to ingest — an OPEN invoice per challenge (`inv_<payment hash>`, for
 // the route's paywall and owner) and, the first time a credential for a payment hash is accepted,
 // a settlement (`set_<payment hash>`, proof = the preimage) that also settles its invoice. The ids
-// derive from the payment hash, so a replay names the same records and control dedupes it. The
-// journal is bounded (ledgerCapacity, oldest dropped with a warning); entries stay until
-// lightning-ops acknowledges them after control accepted them. With a LedgerStore (fileLedger) an
+// derive from the payment hash, so a replay names the same records and control dedupes it. Entries
+// stay until lightning-ops acknowledges them after control accepted them. The journal is bounded
+// (ledgerCapacity) without ever losing a sale: past the capacity the oldest *invoice* entries give
+// way (anyone can make the gateway issue invoices, by asking unauthenticated); an unacknowledged
+// settlement is never dropped, and once settlements alone fill the capacity new challenges are
+// refused with 503 (no invoice is created) until lightning-ops ingests. With a LedgerStore (fileLedger) an
 // entry is fsynced before it counts — before the 402 goes out, before the paid request is proxied —
 // so a crash loses no sale record; without one the journal is in memory only.
 import * as HttpClient from "@effect/platform/HttpClient"
@@ -247,7 +250,10 @@ export interface GatewayOptions {
   readonly imageDigest?: string
   /** Token validity for minted L402 tokens (seconds; default 86400). */
   readonly tokenValiditySeconds?: number
-  /** Ledger entries kept until acknowledged (default 10000; the oldest are dropped beyond it). */
+  /**
+   * Ledger entries kept until acknowledged (default 10000). Beyond it the oldest invoice entries
+   * are dropped; settlements never are: when they alone fill it, new challenges get 503.
+   */
   readonly ledgerCapacity?: number
   /** Keep deployments across restarts (default: memory only). */
   readonly store?: DeploymentStore
@@ -256,6 +262,10 @@ export interface GatewayOptions {
 }
 
 const proxied = Metric.counter("l402_gateway_proxied_total", { description: "Paid requests proxied upstream" })
+const ledgerDropped = Metric.counter("l402_gateway_ledger_dropped_total", { description: "Unacknowledged invoice entries dropped from the full sales journal" })
+const ledgerFullRefusals = Metric.counter("l402_gateway_ledger_full_refusals_total", {
+  description: "Challenges refused with 503 because unacknowledged settlements fill the sales journal"
+})
 
 // Hop-by-hop headers are not forwarded (RFC 9110 §7.6.1), nor the client's idea of the host.
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length"])
@@ -288,12 +298,14 @@ export const make = (options: GatewayOptions) =>
     // The ledger is plain mutable state: every access is one synchronous step (Effect.sync), so
     // nothing interleaves; maps evict in insertion order beyond the capacity.
     const capacity = options.ledgerCapacity ?? 10_000
-    const ledger = { seq: 0, entries: [] as Array<LedgerEntry>, issued: new Map<string, InvoiceLifecycle>(), settled: new Set<string>() }
+    const ledger = { seq: 0, entries: [] as Array<LedgerEntry>, settlements: 0, issued: new Map<string, InvoiceLifecycle>(), settled: new Set<string>() }
+    const countSettlements = () => void (ledger.settlements = ledger.entries.filter((e) => "settlement" in e).length)
     if (options.ledgerStore !== undefined) {
       // An unreadable ledger stops the gateway: selling without recording is worse than not selling.
       const loaded = yield* options.ledgerStore.load
       ledger.seq = loaded.seq
       ledger.entries = [...loaded.entries]
+      countSettlements()
       for (const e of loaded.entries) {
         if ("invoice" in e) ledger.issued.set(e.invoice.paymentHash ?? "", e.invoice)
         else ledger.settled.add(e.settlement.settlementId.replace(/^set_/, ""))
@@ -316,11 +328,38 @@ export const make = (options: GatewayOptions) =>
       }).pipe(Effect.flatMap((record) => Effect.suspend(() => {
         ledger.seq = record.seq
         ledger.entries.push(record)
-        const dropped = ledger.entries.length - capacity
-        if (dropped <= 0) return Effect.void
-        ledger.entries.splice(0, dropped)
-        return Effect.logWarning(`ledger full: dropped ${dropped} unacknowledged entries (is lightning-ops ingesting?)`)
+        if ("settlement" in record) ledger.settlements++
+        const excess = ledger.entries.length - capacity
+        if (excess <= 0) return Effect.void
+        // Only invoice entries give way, oldest first, never the one just written: a settlement is
+        // a sale control may not have yet.
+        let dropped = 0
+        const last = ledger.entries.length - 1
+        ledger.entries = ledger.entries.filter((e, i) => {
+          if (dropped < excess && i < last && "invoice" in e) {
+            dropped++
+            return false
+          }
+          return true
+        })
+        if (dropped === 0) return Effect.void
+        return Effect.zipRight(
+          Metric.incrementBy(ledgerDropped, dropped),
+          Effect.logWarning(`ledger full: dropped ${dropped} unacknowledged invoice entries (is lightning-ops ingesting?)`)
+        )
       }))))
+    // Settlements alone fill the journal: sell nothing more (no invoice is made) until they are ingested.
+    const ledgerFull = Effect.suspend(() =>
+      ledger.settlements < capacity
+        ? Effect.succeed(undefined)
+        : Effect.as(
+          Effect.zipRight(
+            Metric.increment(ledgerFullRefusals),
+            Effect.logWarning(`ledger full of ${ledger.settlements} unacknowledged settlements: refusing new challenges (503) until lightning-ops ingests them`)
+          ),
+          HttpServerResponse.text("ledger full\n", { status: 503, headers: { "retry-after": "30" } })
+        )
+    )
     const invoiceIssued = (route: CompiledRoute) => (issued: L402Middleware.IssuedInvoice) =>
       Effect.suspend(() => {
         const invoice: InvoiceLifecycle = {
@@ -419,7 +458,8 @@ export const make = (options: GatewayOptions) =>
         priceMsats: BigInt(route.priceMsats),
         timeoutSeconds: options.tokenValiditySeconds ?? 86_400,
         onInvoice: invoiceIssued(route),
-        onAccepted: credentialAccepted(route)
+        onAccepted: credentialAccepted(route),
+        beforeChallenge: ledgerFull
       })(proxy(route))
     })
 
@@ -508,6 +548,7 @@ export const make = (options: GatewayOptions) =>
             }
           }
           ledger.entries = ledger.entries.filter((e) => e.seq > through)
+          countSettlements()
           return HttpServerResponse.unsafeJson({ ok: true })
         }))
       )

@@ -34,6 +34,11 @@ export interface PaywallOptions {
   readonly onInvoice?: ((invoice: IssuedInvoice) => Effect.Effect<void>) | undefined
   /** Called with every accepted credential, before the app runs. */
   readonly onAccepted?: ((token: L402.VerifiedToken) => Effect.Effect<void>) | undefined
+  /**
+   * Asked before a challenge is made: a response here is sent instead, and no invoice is created
+   * (the gateway answers 503 while its sales journal cannot take another invoice).
+   */
+  readonly beforeChallenge?: Effect.Effect<HttpServerResponse.HttpServerResponse | undefined> | undefined
 }
 
 export interface IssuedInvoice {
@@ -103,5 +108,7 @@ export const paywall = (options: PaywallOptions) =>
       return yield* Effect.provideService(app, L402Token, verified.right)
     }
     if (verified.left.code !== "credential_missing") yield* Metric.increment(Metric.tagged(refused, "code", verified.left.code))
+    const refusal = options.beforeChallenge === undefined ? undefined : yield* options.beforeChallenge
+    if (refusal !== undefined) return refusal
     return yield* challenge(options)
   })
