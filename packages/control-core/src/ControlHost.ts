@@ -77,6 +77,21 @@ const list = (name: string, fallback: ReadonlyArray<string>) =>
     Config.withDefault(fallback)
   )
 
+/** OA_TRUST_PROXY: true/false, or the number of trusted proxy hops in front of control. */
+export const trustProxyConfig: Config.Config<boolean | number> = Config.string("OA_TRUST_PROXY").pipe(
+  Config.withDefault("false"),
+  Config.mapOrFail((raw) => {
+    const value = raw.trim().toLowerCase()
+    if (["true", "yes", "on"].includes(value)) return Either.right(true)
+    if (["false", "no", "off", ""].includes(value)) return Either.right(false)
+    if (/^[0-9]+$/.test(value) && Number.isSafeInteger(Number(value))) {
+      const hops = Number(value)
+      return Either.right(hops === 0 ? false : hops)
+    }
+    return invalid(`OA_TRUST_PROXY must be true, false, or the number of trusted proxy hops in front of control (a positive integer); got ${JSON.stringify(raw)}`)
+  })
+)
+
 const signingKeysConfig = Config.option(Config.redacted("OA_AUTH_SIGNING_KEYS")).pipe(
   Config.mapOrFail((raw) => {
     if (Option.isNone(raw)) return Either.right(undefined)
@@ -189,7 +204,7 @@ export const loadConfig: Effect.Effect<ControlHostConfig, ConfigError.ConfigErro
     refreshTtlSeconds: yield* bounded("OA_AUTH_REFRESH_TOKEN_TTL_SECONDS", 2_592_000, 3600, 31_536_000)
   }
   const http: HttpSettingsService = {
-    trustProxy: yield* Config.boolean("OA_TRUST_PROXY").pipe(Config.withDefault(false)),
+    trustProxy: yield* trustProxyConfig,
     secureCookies: yield* Config.boolean("OA_SECURE_COOKIES").pipe(Config.withDefault(!dev)),
     sameSite: yield* Config.literal("lax", "strict")("OA_COOKIE_SAMESITE").pipe(Config.withDefault("lax" as const)),
     redirect: yield* Config.string("OA_WEB_REDIRECT").pipe(Config.withDefault("/"))

@@ -4,8 +4,12 @@
 import * as Context from "effect/Context"
 
 export interface HttpSettingsService {
-  /** Take the client IP from the first X-Forwarded-For entry (only behind a trusted proxy). */
-  readonly trustProxy: boolean
+  /**
+   * Whether to take the client IP from X-Forwarded-For (only behind proxies you run), and through
+   * how many: a number N is the count of trusted proxy hops (the client IP is the N-th entry from
+   * the right); true is one hop; false (or 0) reads the socket address only.
+   */
+  readonly trustProxy: boolean | number
   /** Mark cookies Secure (default true; false for plain-http development). */
   readonly secureCookies: boolean
   readonly sameSite: "lax" | "strict"
@@ -16,3 +20,7 @@ export interface HttpSettingsService {
 export class HttpSettings extends Context.Reference<HttpSettings>()("@openagents/control-core/HttpSettings", {
   defaultValue: (): HttpSettingsService => ({ trustProxy: false, secureCookies: true, sameSite: "lax", redirect: "/" })
 }) {}
+
+/** The number of trusted proxy hops a trustProxy setting stands for. */
+export const trustedHops = (trustProxy: boolean | number): number =>
+  trustProxy === true ? 1 : trustProxy === false ? 0 : Number.isSafeInteger(trustProxy) && trustProxy > 0 ? trustProxy : 0

@@ -198,6 +198,20 @@ const signInSuite = (name: string, storage: Layer.Layer<any, unknown>) =>
           expect(perEmail.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200, 429])
         }))
 
+      it.effect("the client IP is the X-Forwarded-For entry the proxy appended: entries the client sent do not dodge the per-IP limit", () =>
+        Effect.gen(function*() {
+          // An entry that is not an IP (here longer than a rate-limit key may be) is not used: the socket address is.
+          const garbage = yield* call("POST", "/api/auth/email", { body: { email: freshEmail() }, headers: { "x-forwarded-for": "a".repeat(400) } })
+          expect(garbage.status).toBe(200)
+          const ip = freshIp()
+          const statuses = []
+          for (let i = 0; i < 7; i++) {
+            const forged = `${freshIp()}, ${"f".repeat(i + 1)}`
+            statuses.push((yield* call("POST", "/api/auth/email", { body: { email: freshEmail() }, headers: { "x-forwarded-for": `${forged}, ${ip}` } })).status)
+          }
+          expect(statuses).toEqual([200, 200, 200, 200, 200, 200, 429])
+        }))
+
       it.effect("rate limits the verify step at 10 per minute per IP", () =>
         Effect.gen(function*() {
           const ip = freshIp()
@@ -342,6 +356,24 @@ const signInSuite = (name: string, storage: Layer.Layer<any, unknown>) =>
 
 signInSuite("memory", MemoryStorage.layer)
 for (const engine of SqlTesting.engines()) signInSuite(engine.name, SqlStorage.layer.pipe(Layer.provide(engine.layer)))
+
+describe("behind two trusted proxies (trustProxy: 2)", () => {
+  layer(controlServer(MemoryStorage.layer, { trustProxy: 2 }), { excludeTestServices: true })((it) => {
+    it.effect("the client IP is the second X-Forwarded-For entry from the right; with one entry, that one", () =>
+      Effect.gen(function*() {
+        const client = freshIp()
+        const statuses = []
+        for (let i = 0; i < 7; i++) {
+          statuses.push((yield* call("POST", "/api/auth/email", { body: { email: freshEmail() }, headers: { "x-forwarded-for": `${freshIp()}, ${client}, ${freshIp()}` } })).status)
+        }
+        expect(statuses).toEqual([200, 200, 200, 200, 200, 200, 429])
+        const alone = freshIp()
+        const single = []
+        for (let i = 0; i < 7; i++) single.push((yield* call("POST", "/api/auth/email", { body: { email: freshEmail() }, headers: { "x-forwarded-for": alone } })).status)
+        expect(single).toEqual([200, 200, 200, 200, 200, 200, 429])
+      }))
+  })
+})
 
 describe("sign-in expiry", () => {
   layer(controlServer(MemoryStorage.layer, { settings: { challengeTtlSeconds: 1 } }), { excludeTestServices: true })((it) => {

@@ -51,6 +51,8 @@ export interface ServerOptions<I> {
   readonly opsSecret?: Redacted.Redacted<string> | undefined
   /** The runtime client; default the in-memory recorder (MemoryRuntime). */
   readonly runtime?: Layer.Layer<RuntimeClient.RuntimeClient, unknown>
+  /** HttpSettings.trustProxy; default true (tests send their client IP in X-Forwarded-For). */
+  readonly trustProxy?: boolean | number
 }
 
 export const services = <I = LocalIdentity.LocalOutbox>(
@@ -66,7 +68,7 @@ export const services = <I = LocalIdentity.LocalOutbox>(
     Layer.provideMerge(signingKeys),
     Layer.provideMerge((options.runtime ?? MemoryRuntime.layer) as typeof MemoryRuntime.layer),
     Layer.provideMerge(storage),
-    Layer.provideMerge(Layer.succeed(HttpSettings.HttpSettings, { trustProxy: true, secureCookies: false, sameSite: "lax", redirect: "/" }))
+    Layer.provideMerge(Layer.succeed(HttpSettings.HttpSettings, { trustProxy: options.trustProxy ?? true, secureCookies: false, sameSite: "lax", redirect: "/" }))
   )
 
 export const controlServer = <I = LocalIdentity.LocalOutbox>(

@@ -4,17 +4,28 @@ import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { isIP } from "node:net"
 import * as Errors from "../Errors.js"
 import type { Session } from "../Storage.js"
 import type { SessionView } from "../Api.js"
-import type { HttpSettingsService } from "../HttpSettings.js"
+import { type HttpSettingsService, trustedHops } from "../HttpSettings.js"
 
 export { HttpSettings, type HttpSettingsService } from "../HttpSettings.js"
 
+/**
+ * The client IP, for rate limits and the identity provider. Behind N trusted proxies it is the
+ * N-th X-Forwarded-For entry from the right: each proxy appends the address it received the
+ * request from, so the entries left of those are whatever the client sent and prove nothing (the
+ * leftmost entry would let anyone pick their rate-limit key). With fewer entries than hops, the
+ * leftmost. An entry that is not an IP address (a forged or garbled header) is ignored in favour
+ * of the socket address.
+ */
 export const clientIp = (request: HttpServerRequest.HttpServerRequest, settings: HttpSettingsService): string => {
-  if (settings.trustProxy) {
-    const forwarded = request.headers["x-forwarded-for"]?.split(",")[0]?.trim()
-    if (forwarded) return forwarded
+  const hops = trustedHops(settings.trustProxy)
+  if (hops > 0) {
+    const entries = (request.headers["x-forwarded-for"] ?? "").split(",").map((e) => e.trim()).filter((e) => e.length > 0)
+    const entry = entries[Math.max(0, entries.length - hops)]
+    if (entry !== undefined && isIP(entry) !== 0) return entry
   }
   return Option.getOrElse(request.remoteAddress, () => "unknown")
 }
