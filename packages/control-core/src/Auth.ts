@@ -174,6 +174,21 @@ export const revokeIdsProblem = (request: { readonly sessionIds: ReadonlyArray<s
   return undefined
 }
 
+/** users.name is varchar(255): characters, as Postgres counts them (code points). */
+export const MAX_NAME_LENGTH = 255
+
+/**
+ * The provider's name for a person, cut to what control stores. A provider may send any length;
+ * failing the sign-in on it would consume the challenge and lock that person out for good. Cut
+ * at a code point, so a surrogate pair is never split.
+ */
+export const storedName = (name: string | undefined): string => {
+  if (name === undefined) return ""
+  // Any string with more than 255 code points has more than 255 UTF-16 units.
+  if (name.length <= MAX_NAME_LENGTH) return name
+  return Array.from(name).slice(0, MAX_NAME_LENGTH).join("")
+}
+
 export const normalizeEmail = (email: string): string | undefined => {
   const e = email.trim().toLowerCase()
   return e.length > 0 && e.length <= 255 && EMAIL.test(e) ? e : undefined
@@ -355,7 +370,7 @@ export const make = (settings: AuthSettings = defaultSettings) =>
             const { created, user } = yield* storage.upsertUser({
               id: randomId("usr"),
               email: attempt.email,
-              name: identity.name ?? "",
+              name: storedName(identity.name),
               provider: provider.name,
               providerUserId: identity.providerUserId ?? attempt.providerUserId,
               nowMs: consumedAt

@@ -1,12 +1,12 @@
 // Sign-in, refresh, logout and sessions over HTTP (a real server on 127.0.0.1), on every storage:
 // memory, PGlite, and Postgres when TEST_DATABASE_URL is set.
 import { describe, expect, layer } from "@effect/vitest"
-import { LocalIdentity, MemoryRuntime, MemoryStorage, SqlStorage } from "@openagents/control-core"
+import { IdentityProvider, LocalIdentity, MemoryRuntime, MemoryStorage, SqlStorage } from "@openagents/control-core"
 import * as SqlTesting from "@openagents/sql-pglite/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { createLocalJWKSet, jwtVerify } from "jose"
-import { type Call, call, controlServer, cookie, freshEmail, freshIp, requestCode, signInNative } from "./harness.js"
+import { type Call, call, controlServer, cookie, freshEmail, freshIp, localIdentity, requestCode, signInNative } from "./harness.js"
 
 const NATIVE = [
   ["openagents-expo", "mobile:openagents-expo"],
@@ -356,6 +356,37 @@ const signInSuite = (name: string, storage: Layer.Layer<any, unknown>) =>
 
 signInSuite("memory", MemoryStorage.layer)
 for (const engine of SqlTesting.engines()) signInSuite(engine.name, SqlStorage.layer.pipe(Layer.provide(engine.layer)))
+
+// 300 UTF-16 units, with a surrogate pair across the 255th unit.
+const LONG_NAME = "a".repeat(254) + "\u{1F600}" + "b".repeat(44)
+
+/** The local provider, but naming every person LONG_NAME (as a provider with long names would). */
+const longNameIdentity = Layer.merge(
+  Layer.effect(
+    IdentityProvider.IdentityProvider,
+    Effect.map(IdentityProvider.IdentityProvider, (local) => ({ ...local, verifyCode: (input) => Effect.map(local.verifyCode(input), (id) => ({ ...id, name: LONG_NAME })) }))
+  ).pipe(Layer.provide(localIdentity)),
+  LocalIdentity.layerOutbox
+)
+
+for (const [name, storage] of [["memory", MemoryStorage.layer], ...SqlTesting.engines().map((e) => [e.name, SqlStorage.layer.pipe(Layer.provide(e.layer))] as const)] as const) {
+  describe(`a provider's long name on ${name}`, () => {
+    layer(controlServer(storage as Layer.Layer<any, unknown>, { identity: longNameIdentity }), { excludeTestServices: true })((it) => {
+      it.effect("a name over 255 characters is cut to 255 (never inside a surrogate pair), and the sign-in succeeds, again and again", () =>
+        Effect.gen(function*() {
+          expect(LONG_NAME.length).toBe(300)
+          const email = freshEmail()
+          const first = yield* signInNative("autopilot-ios", email)
+          expect(first.body.user.name).toBe("a".repeat(254) + "\u{1F600}")
+          expect([...first.body.user.name as string].length).toBe(255)
+          const again = yield* signInNative("autopilot-desktop", email)
+          expect(again.body).toMatchObject({ newUser: false, user: { id: first.body.userId, name: first.body.user.name } })
+          const me = yield* call("GET", "/api/auth/me", { headers: bearer(again.body.token) })
+          expect(me.body.user.name).toBe(first.body.user.name)
+        }))
+    })
+  })
+}
 
 describe("behind two trusted proxies (trustProxy: 2)", () => {
   layer(controlServer(MemoryStorage.layer, { trustProxy: 2 }), { excludeTestServices: true })((it) => {
