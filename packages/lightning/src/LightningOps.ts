@@ -145,6 +145,11 @@ export const ingestLedger = (options: { readonly pageSize?: number; readonly max
 export interface OpsStatus {
   readonly last: Option.Option<Reconciler.ReconcileOutcome>
   readonly lastError: Option.Option<string>
+  /**
+   * The table whose paid proxy probe passed in this process: an unchanged deployment of it is not
+   * paid for again on every interval (a new process, or any other outcome, probes it once more).
+   */
+  readonly verifiedConfigHash?: string | undefined
 }
 
 export class OpsState extends Context.Tag("@openagents/lightning/OpsState")<OpsState, Ref.Ref<OpsStatus>>() {}
@@ -153,6 +158,7 @@ export class OpsState extends Context.Tag("@openagents/lightning/OpsState")<OpsS
 export const runOnce = (cfg: OpsConfig) =>
   Effect.gen(function*() {
     const state = yield* OpsState
+    const verified = (yield* Ref.get(state)).verifiedConfigHash
     const payer = Option.isSome(cfg.smokePayer)
       ? Option.some(yield* Effect.map(Layer.build(L402Buyer.walletExecutorPayer(cfg.smokePayer.value)), (c) => Context.get(c, L402Buyer.InvoicePayer)).pipe(Effect.scoped))
       : Option.none()
@@ -163,14 +169,16 @@ export const runOnce = (cfg: OpsConfig) =>
       ...Option.match(cfg.challengeUrl, { onNone: () => ({}), onSome: (challengeUrl) => ({ challengeUrl }) }),
       ...Option.match(cfg.proxyUrl, { onNone: () => ({}), onSome: (proxyUrl) => ({ proxyUrl }) }),
       ...Option.match(cfg.proxyAuthorization, { onNone: () => ({}), onSome: (proxyAuthorization) => ({ proxyAuthorization }) }),
-      ...Option.match(payer, { onNone: () => ({}), onSome: (proxyPayer) => ({ proxyPayer }) })
+      ...Option.match(payer, { onNone: () => ({}), onSome: (proxyPayer) => ({ proxyPayer }) }),
+      paidProbePassed: (configHash) => configHash === verified
     }).pipe(
       Effect.tapError((e) => Ref.update(state, (s) => ({ ...s, lastError: Option.some(e.message) }))),
       Effect.tapError(() => Metric.increment(Metric.tagged(runs, "status", "error")))
     )
     yield* Metric.increment(Metric.tagged(runs, "status", outcome.status))
     if (outcome.status === "applied") yield* Metric.set(lastApplied, Date.now())
-    yield* Ref.set(state, { last: Option.some(outcome), lastError: Option.none() })
+    const verifiedConfigHash = outcome.status !== "applied" ? undefined : outcome.proxyProbe === "passed" ? outcome.configHash : verified
+    yield* Ref.set(state, { last: Option.some(outcome), lastError: Option.none(), verifiedConfigHash })
     yield* Effect.logInfo(`reconcile ${outcome.requestId}: ${outcome.status}${outcome.failureCode ? ` (${outcome.failureCode})` : ""}${outcome.denyReason ? ` (${outcome.denyReason})` : ""}`)
     // Sales are recorded whatever the reconcile decided (a pause stops selling, not bookkeeping),
     // unless control could not be read or refused our credentials.

@@ -18,6 +18,8 @@
 //   probe health (2xx) ───────────── error ─┤   (an empty table stops here: nothing to sell)
 //   probe challenge (402 + token + invoice at the route's price) ── error ─┤
 //   probe proxy (2xx with a paid credential) ── error ─┤
+//     │  (with a payer, the probe that pays runs when this run deployed a new table, or when
+//     │   forced / not yet passed for this table; an unchanged table is not paid for again)
 //     │                                        ▼
 //   intent APPLIED                  deployed over a previous deployment, not paused, not empty?
 //                                     no:  FAILED (<code>)
@@ -81,8 +83,20 @@ export interface ReconcileOptions {
   readonly proxyUrl?: string
   /** A ready credential for the proxy probe (`L402 <mac>:<preimage>`), e.g. a long-lived smoke token. */
   readonly proxyAuthorization?: Redacted.Redacted<string>
-  /** Otherwise: pay the challenge for the proxy probe with this payer (costs the route's price). */
+  /**
+   * Otherwise: pay the challenge for the proxy probe with this payer (costs the route's price). It
+   * pays only when this run deploys a new table: when the gateway already runs this configHash the
+   * paid probe is skipped (it would pay the route price every interval and prove nothing new),
+   * unless `forcePaidProbe` is set or `paidProbePassed` says this table's paid probe has not passed.
+   */
   readonly proxyPayer?: InvoicePayerService
+  /** Pay for the proxy probe even when the table is unchanged (an operator's rerun). */
+  readonly forcePaidProbe?: boolean
+  /**
+   * Whether the paid proxy probe already passed for this configHash (lightning-ops remembers the
+   * last table it verified). Default: a table the gateway already runs counts as verified.
+   */
+  readonly paidProbePassed?: (configHash: string) => boolean
   /**
    * lightning-ops' role credentials (OA_LIGHTNING_OPS_CRED_*). The gate denies when control has
    * revoked a role, or records a fingerprint (ControlPlane.credentialFingerprint) other than ours.
@@ -101,6 +115,11 @@ export interface ReconcileOutcome {
   readonly routes: number
   /** The gateway already ran this configHash: nothing was deployed. */
   readonly unchanged?: boolean
+  /**
+   * The proxy probe: `passed`, or `skipped` (unchanged table, already verified: nothing paid). Set
+   * when the run got that far.
+   */
+  readonly proxyProbe?: "passed" | "skipped"
   /** For rolled_back: what the gateway serves now, and whose routes were withheld from it. */
   readonly rollback?: { readonly deploymentId: string; readonly configHash: string; readonly withheldOwnerIds: ReadonlyArray<string> }
   readonly message?: string
@@ -280,6 +299,7 @@ export const reconcile = (options: ReconcileOptions = {}) =>
 
     let deployed = false
     let unchanged = false
+    let proxyProbe: "passed" | "skipped" | undefined
     let imageDigest: string | undefined
 
     const steps = Effect.gen(function*() {
@@ -321,6 +341,12 @@ export const reconcile = (options: ReconcileOptions = {}) =>
 
       let authorization: string | undefined = options.proxyAuthorization === undefined ? undefined : Redacted.value(options.proxyAuthorization)
       if (authorization === undefined && options.proxyPayer !== undefined) {
+        // Paying proves the paid path of a table once; an unchanged, verified table is not paid again.
+        if (unchanged && options.forcePaidProbe !== true && (options.paidProbePassed?.(configHash) ?? true)) {
+          proxyProbe = "skipped"
+          yield* Effect.logInfo(`reconcile ${requestId}: ${configHash} unchanged and verified; the paid proxy probe is skipped`)
+          return
+        }
         const paid = yield* options.proxyPayer.payInvoice({
           invoice: challenge.invoice,
           maxAmountMsats: invoice.amountMsats ?? 0n,
@@ -335,15 +361,17 @@ export const reconcile = (options: ReconcileOptions = {}) =>
       const proxied = yield* gateway.probe(proxyUrl, { ...proxyHeaders, authorization }).pipe(Effect.mapError((e) => new StepFailed({ code: "proxy_check_failed", message: e.message })))
       if (proxied.status < 200 || proxied.status >= 300) return yield* Effect.fail(new StepFailed({ code: "proxy_check_failed", message: `proxy answered ${proxied.status}` }))
       progress.proxyOk = true
+      proxyProbe = "passed"
       yield* event(at, "gateway_reconcile_proxy_ok", "info", deploymentId, configHash)
     })
 
     const result = yield* Effect.either(steps)
     if (Either.isRight(result)) {
       const appliedAtMs = yield* now
-      yield* recordIntent({ ...intent, status: "applied", appliedAtMs, imageDigest, metadata: metadata({ unchanged }) })
+      const probe = proxyProbe === undefined ? {} : { proxyProbe }
+      yield* recordIntent({ ...intent, status: "applied", appliedAtMs, imageDigest, metadata: metadata({ unchanged, ...probe }) })
       if (paused) return { status: "denied", requestId, deploymentId, configHash, denyReason: "global_pause_active", routes: 0, unchanged } satisfies ReconcileOutcome
-      return { status: "applied", requestId, deploymentId, configHash, routes: compiled.routes.length, unchanged, diagnostics: compiled.diagnostics } satisfies ReconcileOutcome
+      return { status: "applied", requestId, deploymentId, configHash, routes: compiled.routes.length, unchanged, ...probe, diagnostics: compiled.diagnostics } satisfies ReconcileOutcome
     }
 
     const failure = result.left

@@ -74,7 +74,7 @@ const scripted = (base: Layer.Layer<GatewayOps.GatewayOps>, override: Partial<Ga
 const failing = (operation: string) => Effect.fail(new GatewayOps.GatewayOpsError({ operation, message: `${operation} refused (scripted)` }))
 
 describe("reconciler", () => {
-  it.scopedLive("applies: pending → deploy → health → 402 challenge → paid proxy → applied, with events; a rerun is unchanged", () =>
+  it.scopedLive("applies: pending → deploy → health → 402 challenge → paid proxy → applied, with events; a rerun is unchanged and pays nothing unless forced", () =>
     Effect.gen(function*() {
       const { cp, gateway, run, walletNode } = yield* world
       const outcome = yield* run({ requestId: "run-1" })
@@ -85,8 +85,18 @@ describe("reconciler", () => {
       expect(cp.events()[0]).toMatchObject({ deploymentId: "dep_reconcile_run-1", configHash: outcome.configHash, executionPath: "hosted-node", paywallId: "pw_a" })
       expect((yield* gateway.current)?.configHash).toBe(outcome.configHash)
       expect(walletNode.sendAttempts).toBe(1) // the smoke payment of the proxy probe
+      expect(outcome.proxyProbe).toBe("passed")
       const again = yield* run({ requestId: "run-2" })
-      expect(again).toMatchObject({ status: "applied", unchanged: true, configHash: outcome.configHash })
+      expect(again).toMatchObject({ status: "applied", unchanged: true, configHash: outcome.configHash, proxyProbe: "skipped" })
+      expect(walletNode.sendAttempts).toBe(1) // the unchanged table is not paid for again
+      expect(cp.intents().find((i) => i.deploymentId === "dep_reconcile_run-2")?.metadata).toMatchObject({ unchanged: true, proxyProbe: "skipped" })
+      // An operator's rerun, or a table whose paid probe has not passed (lightning-ops' memory), pays once more.
+      expect(yield* run({ requestId: "run-3", forcePaidProbe: true })).toMatchObject({ status: "applied", unchanged: true, proxyProbe: "passed" })
+      expect(walletNode.sendAttempts).toBe(2)
+      expect(yield* run({ requestId: "run-4", paidProbePassed: (hash) => hash !== outcome.configHash })).toMatchObject({ proxyProbe: "passed" })
+      expect(walletNode.sendAttempts).toBe(3)
+      expect(yield* run({ requestId: "run-5", paidProbePassed: (hash) => hash === outcome.configHash })).toMatchObject({ proxyProbe: "skipped" })
+      expect(walletNode.sendAttempts).toBe(3)
     }))
 
   it.scopedLive("a paywall that does not compile is left out (its own failed intent, with paywallId and failureCode); so is the one that gives way in a route conflict between owners, and the others still deploy", () =>
