@@ -37,6 +37,11 @@ export const DEFAULT_TTL_SECONDS = 300
 export const MAX_SCOPE_LENGTH = 120
 export const MAX_TOPIC_LENGTH = 160
 export const MIN_SECRET_LENGTH = 32
+/**
+ * Topics one token may name: khala-core's default maxTopicsPerConnection (Session.ts), so a token
+ * never names more than a connection may subscribe, and stays small (20,000 topics made a 1 MB JWT).
+ */
+export const MAX_TOPICS = 100
 
 /** The topic classes of the OpenAgents runtime and how each is partitioned (khala-core Topic.defaultClasses). */
 export const DEFAULT_SCOPE_PARTITIONS: Readonly<Record<string, PartitionKind>> = {
@@ -174,6 +179,10 @@ export const make = (settings: SyncTokenSettings) =>
           return yield* unavailable("sync token TTL is out of bounds")
         }
 
+        if (request.topics.length > MAX_TOPICS) {
+          const message = `at most ${MAX_TOPICS} topics per sync token`
+          return yield* refuse(new InvalidRequest({ message, errors: { topics: [message] } }))
+        }
         const requested = [...new Set(request.scopes.map((s) => s.trim()))]
         const tooLong = requested.filter((s) => s.length === 0 || s.length > MAX_SCOPE_LENGTH)
         if (tooLong.length > 0) {

@@ -122,6 +122,20 @@ const syncSuite = (name: string, storage: Layer.Layer<any, unknown>) =>
           expect(scopeOnly.body.data.granted_topics).toEqual([])
         }))
 
+      it.effect("names at most 100 topics (khala's topics per connection): more is 422 invalid_request on topics", () =>
+        Effect.gen(function*() {
+          const session = yield* signInNative("autopilot-ios")
+          const topics = (n: number) => Array.from({ length: n }, (_, i) => `runtime.codex_worker_events:worker:w_${i}`)
+          const most = yield* mint(session.body.token, { scopes: ["runtime.codex_worker_events"], topics: topics(100) })
+          expect(most.status).toBe(200)
+          expect(most.body.data.granted_topics).toHaveLength(100)
+          for (const n of [101, 20_000]) {
+            const refused = yield* mint(session.body.token, { scopes: ["runtime.codex_worker_events"], topics: topics(n) })
+            expect([refused.status, refused.body.error.code, refused.body.errors]).toEqual([422, "invalid_request", { topics: ["at most 100 topics per sync token"] }])
+          }
+          expect(SyncTokens.MAX_TOPICS).toBe(100)
+        }))
+
       it.effect("bounds the TTL to 60..900 seconds and binds the session's device", () =>
         Effect.gen(function*() {
           const session = yield* signInNative("openagents-desktop")
