@@ -358,7 +358,7 @@ export const make = (
           return
         }
         case "Subscribe":
-          runEffect(subscribe(c, action.request, action.topics).pipe(
+          runEffect(subscribe(c, action.id, action.request, action.topics).pipe(
             // The storage failed under the subscribe (its resume check, a topic's position): the
             // client is told to retry it and nothing is subscribed, rather than left waiting.
             Effect.catchAll((error) =>
@@ -372,10 +372,13 @@ export const make = (
                       ? SyncWire.simple(SyncErrorCode.BAD_SUBSCRIPTION, error.message, action.request.requestId)
                       : SyncWire.simple(SyncErrorCode.INTERNAL, "the subscription could not be served now; retry", action.request.requestId, SUBSCRIBE_RETRY_AFTER_MS)
                   )
-                  dispatch(c, { _tag: "SubscribeSettled", accepted: [], requested: action.topics, now: Date.now() })
+                  dispatch(c, { _tag: "SubscribeSettled", id: action.id, accepted: [], now: Date.now() })
                 })
               )
-            )
+            ),
+            // Whatever ended it (a defect, the server stopping), its claim on the topics is released;
+            // settling a subscribe that already settled changes nothing.
+            Effect.ensuring(Effect.sync(() => dispatch(c, { _tag: "SubscribeSettled", id: action.id, accepted: [], now: Date.now() })))
           ))
           return
         case "Unsubscribe": {
@@ -451,10 +454,26 @@ export const make = (
     // ---------------------------------------------------------------------------------------
     // Subscribe: authorize, stale-check, start catch-up
 
-    const subscribe = (c: Conn, request: Subscribe, topics: ReadonlyArray<string>) =>
+    // What a connection holds (c.subs) and what its session counts (Session.State.topics) are the
+    // same set at every step: a subscribe installs only the topics its session still wants and
+    // settles them in the same synchronous step; a refused subscribe leaves the subscriptions the
+    // connection held as they were, except that a topic an error names as stale or forbidden is
+    // no longer served on this connection, held or not (the client was told; it recovers or stops).
+    const subscribe = (c: Conn, id: number, request: Subscribe, topics: ReadonlyArray<string>) =>
       Effect.gen(function*() {
         const principal = c.session.principal!
-        const settle = (accepted: ReadonlyArray<string>) => dispatch(c, { _tag: "SubscribeSettled", accepted, requested: topics, now: Date.now() })
+        const settle = (accepted: ReadonlyArray<string>) => dispatch(c, { _tag: "SubscribeSettled", id, accepted, now: Date.now() })
+        const endHeld = (named: ReadonlyArray<string>) => {
+          const ended: Array<string> = []
+          for (const topic of named) {
+            const sub = c.subs.get(topic)
+            if (sub === undefined) continue
+            dropSub(c, sub)
+            c.subs.delete(topic)
+            ended.push(topic)
+          }
+          if (ended.length > 0) dispatch(c, { _tag: "Unsubscribed", topics: ended, now: Date.now() })
+        }
         const parsed: Array<Topic.Topic> = []
         const invalid: Array<string> = []
         for (const t of topics) {
@@ -473,6 +492,7 @@ export const make = (
         }
         if (forbidden.length > 0) {
           sendError(c, SyncWire.forbiddenTopics(forbidden, request.requestId))
+          endHeld(forbidden)
           return settle([])
         }
         const cursors = new Map(request.resumeAfter.map((r) => [r.topic.trim(), r]))
@@ -492,6 +512,7 @@ export const make = (
           const merged = new StaleCursorError({ staleTopics: staleErrors.flatMap((x) => x.stale!.staleTopics) })
           const plan = Staleness.snapshotPlan(merged.staleTopics.map((s) => ({ topic: parsed.find((t) => t.topic === s.topic)!, stale: s })))
           sendError(c, SyncWire.staleCursor(merged, plan, request.requestId))
+          endHeld(merged.staleTopics.map((s) => s.topic))
         }
         const fresh = checked.filter((x) => x.stale === undefined)
         if (c.closed || fresh.length === 0) return settle([])
@@ -520,17 +541,27 @@ export const make = (
         if (revoked.length > 0) {
           giveBack()
           sendError(c, SyncWire.forbiddenTopics(revoked.map((x) => x.point.topic), request.requestId))
+          endHeld(revoked.map((x) => x.point.topic))
           return settle([])
         }
+        // Topics unsubscribed while this subscribe was in flight are not installed: the client
+        // was answered Unsubscribed for them, and Subscribed leaves them out.
+        const wanted = new Set(Session.wanted(c.session, id))
         const accepted: Array<Topic.Topic> = []
+        const heads: Array<bigint> = []
         fresh.forEach(({ point, position }, i) => {
           const topic = parsed.find((t) => t.topic === point.topic)!
+          if (!wanted.has(topic.topic)) {
+            hub.release(taken[i]!)
+            return
+          }
           const existing = c.subs.get(topic.topic)
           if (existing !== undefined) dropSub(c, existing)
           c.subs.set(topic.topic, { topic, lease: taken[i]!, cursor: point.cursor.watermark, mode: "replaying", batchRows, sentComplete: false })
           Metrics.subscriptions.unsafeModify(1, [])
           Metrics.replayLag.unsafeUpdate(Number(position!.head - point.cursor.watermark), [])
           accepted.push(topic)
+          heads.push(position!.head)
         })
         settle(accepted.map((t) => t.topic))
         send(
@@ -540,7 +571,7 @@ export const make = (
             requestId: request.requestId,
             topics: accepted.map((t) => t.topic),
             currentWatermarks: accepted.map((t) => ({ topic: t.topic, watermark: c.subs.get(t.topic)!.cursor, epoch: journal.epoch })),
-            headWatermarks: fresh.map((x) => ({ topic: x.point.topic, watermark: x.position!.head, epoch: journal.epoch }))
+            headWatermarks: accepted.map((t, i) => ({ topic: t.topic, watermark: heads[i]!, epoch: journal.epoch }))
           })
         )
         for (const t of accepted) enqueue(c, t.topic)

@@ -15,8 +15,14 @@
 //   idleTimeoutMs is closed (4000) — any client frame counts as activity;
 // - the token's expiry is enforced on the open connection: refresh before it (RefreshToken,
 //   same subject) or be closed with token_expired (4002);
-// - subscribe validation: non-empty trimmed topics, at most maxTopicsPerConnection in all,
-//   watermarks are cursors of requested topics, subscribe rate limited per second;
+// - subscribe validation: non-empty trimmed topics, at most maxTopicsPerConnection in all (held
+//   and in flight), watermarks are cursors of requested topics, subscribe rate limited per second;
+// - `topics` is exactly what the server streams to the connection: a topic enters it only when a
+//   subscribe installs it (SubscribeSettled) and leaves it when the client unsubscribes or the
+//   server ends it (Unsubscribed: stale, forbidden, scope narrowed). A subscribe in flight holds
+//   its topics in `pending`, where they count against the limit; an unsubscribe takes a topic out
+//   of every pending subscribe too, and the server installs only what `wanted` still lists, so a
+//   topic unsubscribed while its subscribe was in flight is never installed;
 // - a revoked session is closed with reauth_required (4501).
 import type { Subscribe } from "@openagents/proto/sync/v1"
 import type { ClientFrame, UpgradeReasonName } from "./SyncWire.js"
@@ -62,8 +68,11 @@ export interface State {
   readonly principal: SyncPrincipal | undefined
   /** Unix ms; the connection is closed at this instant unless refreshed. */
   readonly tokenExpiresAtMs: number
-  /** Topics accepted or being accepted on this connection. */
+  /** Topics subscribed on this connection: exactly those the server streams (or replays) to it. */
   readonly topics: ReadonlySet<string>
+  /** Subscribes in flight, by id: the topics each may still install (an unsubscribe removes some). */
+  readonly pending: ReadonlyMap<number, ReadonlyArray<string>>
+  readonly nextSubscribeId: number
   /** Times of recent subscribe frames (for the rate limit). */
   readonly subscribeTimes: ReadonlyArray<number>
   readonly refreshing: boolean
@@ -75,7 +84,9 @@ export type Event =
   | { readonly _tag: "TooLarge"; readonly size: number; readonly limit: number; readonly now: number }
   | { readonly _tag: "Verified"; readonly principal: SyncPrincipal; readonly purpose: "hello" | "refresh"; readonly requestId: string; readonly now: number }
   | { readonly _tag: "Refused"; readonly error: SyncTokenError; readonly purpose: "hello" | "refresh"; readonly requestId: string; readonly now: number }
-  | { readonly _tag: "SubscribeSettled"; readonly accepted: ReadonlyArray<string>; readonly requested: ReadonlyArray<string>; readonly now: number }
+  /** Subscribe `id` is over; it installed `accepted` (a subset of `wanted(state, id)`), nothing else. */
+  | { readonly _tag: "SubscribeSettled"; readonly id: number; readonly accepted: ReadonlyArray<string>; readonly now: number }
+  /** The server ended these subscriptions (stale, forbidden, a refresh without their scope). */
   | { readonly _tag: "Unsubscribed"; readonly topics: ReadonlyArray<string>; readonly now: number }
   | { readonly _tag: "Tick"; readonly now: number }
   | { readonly _tag: "Revoked"; readonly reason: "user_requested" | "admin_revoked" | "token_replay" | "device_replaced" | "security_policy"; readonly now: number }
@@ -94,8 +105,11 @@ export type Action =
   | { readonly _tag: "Verify"; readonly token: string; readonly purpose: "hello" | "refresh"; readonly requestId: string }
   | { readonly _tag: "Welcome"; readonly principal: SyncPrincipal }
   | { readonly _tag: "TokenRefreshed"; readonly expiresAtMs: number; readonly requestId: string }
-  /** Authorize, stale-check and start the subscription (Server.ts); answer Subscribed or an error. */
-  | { readonly _tag: "Subscribe"; readonly request: Subscribe; readonly topics: ReadonlyArray<string> }
+  /**
+   * Authorize, stale-check and start the subscription (Server.ts); answer Subscribed or an error,
+   * then settle `id`. Only topics `wanted(state, id)` still lists when it installs may be installed.
+   */
+  | { readonly _tag: "Subscribe"; readonly id: number; readonly request: Subscribe; readonly topics: ReadonlyArray<string> }
   | { readonly _tag: "Unsubscribe"; readonly topics: ReadonlyArray<string>; readonly requestId: string }
   /** Topics no longer covered by the refreshed token's scopes. */
   | { readonly _tag: "Revoke"; readonly principal: SyncPrincipal }
@@ -111,11 +125,23 @@ export const initial = (now: number): State => ({
   principal: undefined,
   tokenExpiresAtMs: Number.POSITIVE_INFINITY,
   topics: new Set(),
+  pending: new Map(),
+  nextSubscribeId: 1,
   subscribeTimes: [],
   refreshing: false
 })
 
 type Result = readonly [State, ReadonlyArray<Action>]
+
+/** The topics subscribe `id` may still install: those requested and not unsubscribed since. */
+export const wanted = (state: State, id: number): ReadonlyArray<string> => state.pending.get(id) ?? []
+
+/** Topics held or being subscribed: what counts against maxTopicsPerConnection. */
+const claimed = (state: State): Set<string> => {
+  const all = new Set(state.topics)
+  for (const topics of state.pending.values()) for (const t of topics) all.add(t)
+  return all
+}
 
 const close = (state: State, reason: CloseReason): Result => [{ ...state, phase: "closed" }, [{ _tag: "Close", reason }]]
 
@@ -166,9 +192,11 @@ const onFrame = (state: State, frame: ClientFrame, now: number, config: SessionC
       return [{ ...active, refreshing: true }, [{ _tag: "Verify", token: frame.refresh.token, purpose: "refresh", requestId: frame.refresh.requestId }]]
     case "unsubscribe": {
       const topics = [...new Set(frame.unsubscribe.topics.map((t) => t.trim()).filter((t) => t.length > 0))]
-      const remaining = new Set(state.topics)
-      for (const t of topics) remaining.delete(t)
-      return [{ ...active, topics: remaining }, [{ _tag: "Unsubscribe", topics, requestId: frame.unsubscribe.requestId }]]
+      const gone = new Set(topics)
+      const remaining = new Set([...state.topics].filter((t) => !gone.has(t)))
+      // A subscribe still in flight must not install what the client no longer wants.
+      const pending = new Map([...state.pending].map(([id, ts]) => [id, ts.filter((t) => !gone.has(t))] as const))
+      return [{ ...active, topics: remaining, pending }, [{ _tag: "Unsubscribe", topics, requestId: frame.unsubscribe.requestId }]]
     }
     case "subscribe": {
       const request = frame.subscribe
@@ -180,8 +208,9 @@ const onFrame = (state: State, frame: ClientFrame, now: number, config: SessionC
       const topics = [...new Set(request.topics.map((t) => t.trim()))]
       const bad = (message: string): Result => [withThis, [{ _tag: "RequestError", code: "bad_subscription", message, requestId: request.requestId }]]
       if (topics.length === 0 || topics.some((t) => t.length === 0)) return bad("topics must be a non-empty list of non-empty strings")
-      const fresh = topics.filter((t) => !state.topics.has(t))
-      if (state.topics.size + fresh.length > config.maxTopicsPerConnection) {
+      const held = claimed(state)
+      const fresh = topics.filter((t) => !held.has(t))
+      if (held.size + fresh.length > config.maxTopicsPerConnection) {
         return bad(`at most ${config.maxTopicsPerConnection} topics per connection`)
       }
       const requested = new Set(topics)
@@ -192,9 +221,9 @@ const onFrame = (state: State, frame: ClientFrame, now: number, config: SessionC
         if (seen.has(c.topic)) return bad(`resume_after names ${c.topic} twice`)
         seen.add(c.topic)
       }
-      const topicsNow = new Set(state.topics)
-      for (const t of topics) topicsNow.add(t)
-      return [{ ...withThis, topics: topicsNow }, [{ _tag: "Subscribe", request, topics }]]
+      const id = state.nextSubscribeId
+      const pending = new Map(state.pending).set(id, topics)
+      return [{ ...withThis, pending, nextSubscribeId: id + 1 }, [{ _tag: "Subscribe", id, request, topics }]]
     }
   }
 }
@@ -238,11 +267,15 @@ export const transition = (state: State, event: Event, config: SessionConfig): R
         ? close(state, { _tag: "token_expired", error: event.error })
         : close(state, { _tag: "unauthorized", error: event.error })
     case "SubscribeSettled": {
-      // Topics that were requested but not accepted (forbidden, stale, invalid) are not held.
-      const accepted = new Set(event.accepted)
+      // What the subscribe installed is held; the rest of its claim is released. Topics the
+      // connection held before are untouched: a refused re-subscribe leaves them as they were,
+      // and a held topic the server ended meanwhile (stale, forbidden) came as Unsubscribed.
+      if (!state.pending.has(event.id)) return [state, []]
+      const pending = new Map(state.pending)
+      pending.delete(event.id)
       const topics = new Set(state.topics)
-      for (const t of event.requested) if (!accepted.has(t)) topics.delete(t)
-      return [{ ...state, topics }, []]
+      for (const t of event.accepted) topics.add(t)
+      return [{ ...state, topics, pending }, []]
     }
     case "Unsubscribed": {
       const topics = new Set(state.topics)

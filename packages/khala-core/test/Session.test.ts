@@ -71,14 +71,39 @@ describe("Session transitions", () => {
     expect(verdict({ protocolVersion: "khala.ws.v2" })).toBe("unsupported_protocol_version")
   })
 
-  it("forgets topics a subscribe did not settle, and unsubscribed ones", () => {
-    const r = run([
-      ...ready,
-      { _tag: "Frame", frame: subscribe(["a", "b"]), now: 30 },
-      { _tag: "SubscribeSettled", accepted: ["a"], requested: ["a", "b"], now: 31 }
-    ])
-    expect([...r.state.topics]).toEqual(["a"])
-    const [after] = Session.transition(r.state, { _tag: "Frame", frame: { kind: "unsubscribe", unsubscribe: { topics: ["a"], requestId: "u" } } as never, now: 40 }, config)
+  const unsubscribe = (topics: Array<string>) => ({ kind: "unsubscribe", unsubscribe: { topics, requestId: "u" } }) as unknown as SyncWire.ClientFrame
+  const idOf = (r: ReturnType<typeof run>) => (r.actions.filter((a) => a._tag === "Subscribe").at(-1) as { id: number }).id
+
+  it("holds exactly the topics a subscribe installed, and forgets unsubscribed ones", () => {
+    const r = run([...ready, { _tag: "Frame", frame: subscribe(["a", "b"]), now: 30 }])
+    expect([...r.state.topics]).toEqual([])
+    expect(Session.wanted(r.state, idOf(r))).toEqual(["a", "b"])
+    const [settled] = Session.transition(r.state, { _tag: "SubscribeSettled", id: idOf(r), accepted: ["a"], now: 31 }, config)
+    expect([...settled.topics]).toEqual(["a"])
+    expect(settled.pending.size).toBe(0)
+    const [after] = Session.transition(settled, { _tag: "Frame", frame: unsubscribe(["a"]), now: 40 }, config)
     expect([...after.topics]).toEqual([])
+  })
+
+  it("a refused re-subscribe of held topics leaves them held, and their slots taken", () => {
+    const first = run([...ready, { _tag: "Frame", frame: subscribe(["a", "b"]), now: 30 }])
+    const held = run([...ready, { _tag: "Frame", frame: subscribe(["a", "b"]), now: 30 }, { _tag: "SubscribeSettled", id: idOf(first), accepted: ["a", "b"], now: 31 }, { _tag: "Frame", frame: subscribe(["a", "b"], "again"), now: 1100 }])
+    const [refused] = Session.transition(held.state, { _tag: "SubscribeSettled", id: idOf(held), accepted: [], now: 1101 }, config)
+    expect([...refused.topics].sort()).toEqual(["a", "b"])
+    const [, actions] = Session.transition(refused, { _tag: "Frame", frame: subscribe(["c"], "more"), now: 1200 }, config)
+    expect(actions.map((a) => a._tag === "RequestError" ? a.code : a._tag)).toEqual(["bad_subscription"])
+    // A held topic the server ended (stale, forbidden) frees its slot.
+    const [ended] = Session.transition(refused, { _tag: "Unsubscribed", topics: ["a"], now: 1201 }, config)
+    expect([...ended.topics]).toEqual(["b"])
+  })
+
+  it("a subscribe in flight counts against the limit, and an unsubscribe meanwhile takes its topic out of what it may install", () => {
+    const r = run([...ready, { _tag: "Frame", frame: subscribe(["a", "b"]), now: 30 }, { _tag: "Frame", frame: subscribe(["c"], "r2"), now: 31 }])
+    expect(r.tags.at(-1)).toBe("RequestError:bad_subscription")
+    const id = idOf(r)
+    const [after] = Session.transition(r.state, { _tag: "Frame", frame: unsubscribe(["a"]), now: 40 }, config)
+    expect(Session.wanted(after, id)).toEqual(["b"])
+    const [, actions] = Session.transition(after, { _tag: "Frame", frame: subscribe(["c"], "r3"), now: 1100 }, config)
+    expect(actions.map((a) => a._tag)).toEqual(["Subscribe"])
   })
 })
