@@ -70,7 +70,8 @@ const serviceOf = (ledger: Layer.Layer<PaymentLedger.PaymentLedger>) =>
 const startedAt = (node: LndSimulator.SimNode, hash: string) =>
   Effect.sync(() => node.payment(hash)).pipe(
     Effect.repeat({ until: (p) => p !== undefined, schedule: Schedule.spaced(Duration.millis(10)) }),
-    Effect.timeout(Duration.seconds(5))
+    Effect.timeout(Duration.seconds(5)),
+    Effect.orDie
   )
 
 const flipCode = <A>(e: Effect.Effect<A, WalletExecutor.WalletError>) => Effect.map(Effect.flip(e), (err) => err.code)
