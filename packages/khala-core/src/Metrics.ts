@@ -29,3 +29,6 @@ export const authFailures = Metric.frequency("khala_auth_failures_total", { desc
 export const badFrames = Metric.frequency("khala_bad_frames_total", { description: "Refused inbound frames by reason" })
 export const staleCursors = Metric.counter("khala_stale_cursors_total", { description: "Subscriptions refused with stale_cursor" })
 export const closes = Metric.frequency("khala_closes_total", { description: "Connections closed by the server, by close code" })
+export const retentionPruneFailures = Metric.counter("khala_retention_prune_failures_total", {
+  description: "Topics whose retention prune failed (the run went on with the other topics; the next run retries them)"
+})

@@ -6,6 +6,11 @@
 // Rows are inserted in watermark order but their insert timestamps are transaction start times,
 // which are not strictly monotonic across concurrent writers; cutting at the first unexpired row
 // (rather than deleting every expired row) keeps the retained log contiguous.
+//
+// A topic whose prune fails (a lock timeout, a constraint the storage refuses) is logged, counted
+// (khala_retention_prune_failures_total) and reported in `failedTopics`, and the run goes on with
+// the other topics: one bad topic must not stop retention for every other one. It is retried at
+// the next run.
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -13,6 +18,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import type { JournalStorageError } from "./Errors.js"
+import * as Metrics from "./Metrics.js"
 import { KhalaStorage } from "./Storage.js"
 import * as Topic from "./Topic.js"
 
@@ -30,10 +36,13 @@ export interface PruneReport {
   readonly topics: number
   readonly events: number
   readonly floors: ReadonlyMap<string, bigint>
+  /** Topics whose prune failed in this run (logged; retried at the next run). */
+  readonly failedTopics: ReadonlyArray<string>
 }
 
 export interface RetentionService {
   readonly pruneClass: (className: string, options?: PruneOptions) => Effect.Effect<PruneReport, JournalStorageError>
+  /** Prune every class. Fails only when a class's expired topics cannot be listed. */
   readonly pruneAll: (options?: PruneOptions) => Effect.Effect<ReadonlyArray<PruneReport>, JournalStorageError>
   /**
    * Prune every class, then again every `interval`, forever (fork it in a scope). A failed run
@@ -54,21 +63,30 @@ export const make: Effect.Effect<RetentionService, never, KhalaStorage> = Effect
     Effect.gen(function*() {
       const topicClass = registry.get(className)
       const floors = new Map<string, bigint>()
-      if (topicClass === undefined) return { topicClass: className, topics: 0, events: 0, floors }
+      const failedTopics: Array<string> = []
+      if (topicClass === undefined) return { topicClass: className, topics: 0, events: 0, floors, failedTopics }
       const now = options?.now ?? new Date(yield* Clock.currentTimeMillis)
       const cutoff = new Date(now.getTime() - topicClass.retentionSeconds * 1000)
       const batchSize = Math.max(1, options?.batchSize ?? DEFAULT_BATCH_SIZE)
       const topics = yield* storage.expiredTopics(className, cutoff, Math.max(1, options?.topicLimit ?? 1000))
       let events = 0
       for (const topic of topics) {
-        for (;;) {
-          const { floor, pruned } = yield* storage.pruneBatch(topic, cutoff, batchSize)
-          floors.set(topic, floor)
-          events += pruned
-          if (pruned < batchSize) break
-        }
+        const pruneTopic = Effect.gen(function*() {
+          for (;;) {
+            const { floor, pruned } = yield* storage.pruneBatch(topic, cutoff, batchSize)
+            floors.set(topic, floor)
+            events += pruned
+            if (pruned < batchSize) break
+          }
+        })
+        // Each batch is its own transaction: what a failing topic pruned before it failed stays pruned.
+        yield* pruneTopic.pipe(Effect.catchAll((error) => {
+          failedTopics.push(topic)
+          Metrics.retentionPruneFailures.unsafeUpdate(1, [])
+          return Effect.logWarning(`khala retention: pruning ${topic} failed; the next run retries it`, error)
+        }))
       }
-      return { topicClass: className, topics: topics.length, events, floors }
+      return { topicClass: className, topics: topics.length, events, floors, failedTopics }
     })
 
   const pruneAll = (options?: PruneOptions) => Effect.forEach(registry.classes, (c) => pruneClass(c.name, options))
@@ -78,7 +96,7 @@ export const make: Effect.Effect<RetentionService, never, KhalaStorage> = Effect
     pruneAll,
     run: (interval, options) =>
       pruneAll(options).pipe(
-        Effect.tap((reports) => Effect.logDebug("khala retention", reports.map((r) => ({ class: r.topicClass, topics: r.topics, events: r.events })))),
+        Effect.tap((reports) => Effect.logDebug("khala retention", reports.map((r) => ({ class: r.topicClass, topics: r.topics, events: r.events, failed: r.failedTopics.length })))),
         Effect.catchAll((error) => Effect.logWarning("khala retention run failed", error)),
         Effect.repeat(Schedule.spaced(Duration.decode(interval))),
         Effect.zipRight(Effect.never)

@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import { KhalaStorage } from "../src/Storage.js"
 
 class AuthorityWriteFailed extends Error {}
 
@@ -185,6 +186,35 @@ for (const engine of SqlTesting.engines()) {
             const [secondEvent] = yield* Fiber.join(second)
             expect(secondEvent!.watermark).toBe(2n)
             expect((yield* JournalSuite.readAll(topic, 0n)).map((e) => e.docKey)).toEqual(["first", "second"])
+          }))
+
+        it.effect("a prune that waits for an appender of its topic raises the floor only over what it pruned, and the appended events stay readable", () =>
+          Effect.gen(function*() {
+            const sql = yield* SqlClient.SqlClient
+            const journal = yield* Journal.Journal
+            const storage = yield* KhalaStorage
+            const topic = JournalSuite.freshTopic("suite.docs")
+            const old = yield* journal.append(topic, [1, 2, 3].map((i) => ({ docKey: `d${i}`, docVersion: 1, payload: { i } })))
+            const cutoff = new Date(old[2]!.insertedAt.getTime() + 1)
+            yield* Effect.sleep("50 millis")
+            const appended = yield* Deferred.make<void>()
+            const release = yield* Deferred.make<void>()
+            const writer = yield* sql.withTransaction(
+              Effect.gen(function*() {
+                yield* journal.append(topic, [4, 5].map((i) => ({ docKey: `d${i}`, docVersion: 1, payload: { i } })))
+                yield* Deferred.succeed(appended, undefined)
+                yield* Deferred.await(release)
+              })
+            ).pipe(Effect.fork)
+            yield* Deferred.await(appended)
+            const prune = yield* storage.pruneBatch(topic, cutoff, 5000).pipe(Effect.fork)
+            yield* Effect.sleep("150 millis")
+            expect(prune.unsafePoll()).toBeNull() // waiting for the writer's lock on the topic
+            yield* Deferred.succeed(release, undefined)
+            yield* Fiber.join(writer)
+            expect(yield* Fiber.join(prune)).toEqual({ pruned: 3, floor: 3n })
+            expect(yield* journal.position(topic)).toEqual({ head: 5n, floor: 3n })
+            expect((yield* JournalSuite.readAll(topic, 3n)).map((e) => e.watermark)).toEqual([4n, 5n])
           }))
       }
     })

@@ -389,33 +389,43 @@ export const make: Effect.Effect<KhalaStorageService, SqlError, SqlClient.SqlCli
         Effect.map((rows) => rows.map((r) => r.topic)),
         Effect.mapError(storageError("expired topics"))
       ),
+    // Two statements in one transaction. The first locks the topic's sequence row, waiting for
+    // any appender of the topic to commit; the second then runs on a snapshot taken after the lock
+    // (READ COMMITTED: one per statement), so the head it reads and the rows it scans agree, and no
+    // append can slip in before the commit. One statement with FOR UPDATE in a CTE did not: after
+    // waiting for an appender, the locked row came back at its new head while the event scan kept
+    // the statement's older snapshot, so the floor was raised over rows it never saw (or broke the
+    // floor ≤ head check).
     pruneBatch: (topic, cutoff, batchSize) =>
-      sql<{ pruned: string; floor: string }>`
-        WITH s AS (
-          SELECT retention_floor AS floor, next_watermark AS head FROM runtime.sync_topic_sequences WHERE topic = ${topic} FOR UPDATE
-        ),
-        keep AS (
-          SELECT min(e.watermark) AS first_kept FROM runtime.sync_stream_events e, s
-          WHERE e.topic = ${topic} AND e.watermark > s.floor AND e.watermark <= s.floor + ${batchSize} AND e.inserted_at >= ${cutoff.toISOString()}::timestamptz
-        ),
-        bound AS (
-          SELECT s.floor, LEAST(s.floor + ${batchSize}, COALESCE(keep.first_kept - 1, s.head)) AS upto FROM s, keep
-        ),
-        deleted AS (
-          DELETE FROM runtime.sync_stream_events e USING bound
-          WHERE e.topic = ${topic} AND e.watermark > bound.floor AND e.watermark <= bound.upto
-          RETURNING 1
-        ),
-        raised AS (
-          UPDATE runtime.sync_topic_sequences q SET retention_floor = GREATEST(q.retention_floor, bound.upto), updated_at = now()
-          FROM bound WHERE q.topic = ${topic} AND bound.upto > bound.floor
-          RETURNING q.retention_floor
-        )
-        SELECT (SELECT count(*) FROM deleted) AS pruned,
-               COALESCE((SELECT retention_floor FROM raised), (SELECT floor FROM s), 0) AS floor`.pipe(
-        Effect.map(([row]) => ({ pruned: Number(row?.pruned ?? 0), floor: BigInt(row?.floor ?? "0") })),
-        Effect.mapError(storageError("prune"))
-      ),
+      sql.withTransaction(Effect.gen(function*() {
+        const locked = yield* sql<{ floor: string }>`
+          SELECT retention_floor AS floor FROM runtime.sync_topic_sequences WHERE topic = ${topic} FOR UPDATE`
+        if (locked.length === 0) return { pruned: 0, floor: 0n }
+        const [row] = yield* sql<{ pruned: string; floor: string }>`
+          WITH s AS (
+            SELECT retention_floor AS floor, next_watermark AS head FROM runtime.sync_topic_sequences WHERE topic = ${topic}
+          ),
+          keep AS (
+            SELECT min(e.watermark) AS first_kept FROM runtime.sync_stream_events e, s
+            WHERE e.topic = ${topic} AND e.watermark > s.floor AND e.watermark <= s.floor + ${batchSize} AND e.inserted_at >= ${cutoff.toISOString()}::timestamptz
+          ),
+          bound AS (
+            SELECT s.floor, LEAST(s.floor + ${batchSize}, COALESCE(keep.first_kept - 1, s.head)) AS upto FROM s, keep
+          ),
+          deleted AS (
+            DELETE FROM runtime.sync_stream_events e USING bound
+            WHERE e.topic = ${topic} AND e.watermark > bound.floor AND e.watermark <= bound.upto
+            RETURNING 1
+          ),
+          raised AS (
+            UPDATE runtime.sync_topic_sequences q SET retention_floor = GREATEST(q.retention_floor, bound.upto), updated_at = now()
+            FROM bound WHERE q.topic = ${topic} AND bound.upto > bound.floor
+            RETURNING q.retention_floor
+          )
+          SELECT (SELECT count(*) FROM deleted) AS pruned,
+                 COALESCE((SELECT retention_floor FROM raised), (SELECT floor FROM s), 0) AS floor`
+        return { pruned: Number(row?.pruned ?? 0), floor: BigInt(row?.floor ?? "0") }
+      })).pipe(Effect.mapError(storageError("prune"))),
     getCheckpoint: (projectionName, entityId) =>
       sql<CheckpointRow>`
         SELECT * FROM runtime.khala_projection_checkpoints WHERE projection_name = ${projectionName} AND entity_id = ${entityId}`.pipe(
