@@ -34,6 +34,7 @@ import * as SyncWire from "./SyncWire.js"
 import { SyncTokenVerifier } from "./SyncToken.js"
 import * as Topic from "./Topic.js"
 import { TopicAuthorizer } from "./TopicAuthorizer.js"
+import { PacedSubscriptions } from "./internal/paced.js"
 import type { Connection, Transport, TransportError, TransportServer } from "./Transport.js"
 import * as UwsTransport from "./transport/uws.js"
 
@@ -190,6 +191,8 @@ export const make = (
       () => Revocations.makeStore({ ttlMs: options.revocationTtlMs, sessionRevoked: options.sessionRevoked, deviceRevoked: options.deviceRevoked })
     )
     const conns = new Set<Conn>()
+    // The demoted subscriptions, which the sweep checks against their replay budget.
+    const paced = new PacedSubscriptions<Conn, Sub>()
     // Set once the transport listens; the hub publishes through it.
     const transportRef: { current: TransportServer | undefined } = { current: undefined }
 
@@ -266,6 +269,7 @@ export const make = (
     }
 
     const dropSub = (c: Conn, sub: Sub) => {
+      paced.delete(sub)
       if (sub.mode === "live") {
         c.connection.leave(sub.topic.topic)
         hub.left(sub.lease, c.connection.format)
@@ -605,6 +609,7 @@ export const make = (
         sub.sentComplete = true
       }
       sub.mode = "live"
+      paced.delete(sub)
       c.connection.join(sub.topic.topic)
       hub.joined(sub.lease, c.connection.format)
     }
@@ -687,20 +692,18 @@ export const make = (
      * Demote a connection whose live output is backing up; strike it; disconnect on too many
      * strikes, or when paced catch-up has fallen further behind than the topic's replay budget
      * (checked here because a socket that never drains never reaches the catch-up loop's check).
+     * The budget check visits the paced subscriptions only; the buffer check is one read of each
+     * connection's buffer size, and a connection's subscriptions are walked only to demote it.
      */
     const sweepSlow = () => {
       const now = Date.now()
+      const behind = paced.behind((s) => {
+        const published = hub.lastPublished(s.lease)
+        return published !== undefined && published - s.cursor > BigInt(s.topic.topicClass.replayBudgetEvents)
+      })
+      for (const [c, sub] of behind) disconnectSlow(c, sub.topic.topic)
       for (const c of conns) {
         if (c.closed) continue
-        const behind = [...c.subs.values()].find((s) => {
-          if (s.mode !== "paced") return false
-          const published = hub.lastPublished(s.lease)
-          return published !== undefined && published - s.cursor > BigInt(s.topic.topicClass.replayBudgetEvents)
-        })
-        if (behind !== undefined) {
-          disconnectSlow(c, behind.topic.topic)
-          continue
-        }
         const buffered = c.connection.bufferedAmount()
         const previous = c.lastBuffered
         c.lastBuffered = buffered
@@ -740,6 +743,7 @@ export const make = (
           c.connection.leave(sub.topic.topic)
           hub.left(sub.lease, c.connection.format)
           sub.mode = "paced"
+          paced.add(c, sub)
         }
         for (const sub of live) enqueue(c, sub.topic.topic)
       }
