@@ -79,13 +79,21 @@ client.on((e) => {
     case "resynced":
       note(`resynced ${e.topic} from ${e.via} at watermark ${e.watermark}${e.gap ? " (events in between were missed)" : ""}`)
       break
+    case "restored":
+      note(`restored ${e.documents} document(s) of ${e.topic} from ${values.state}`)
+      break
     case "error":
       note(`error ${e.error.code}: ${e.error.message}`)
       break
-    default:
-      // reauth_required, upgrade_required, unauthorized: the client has stopped; so do we.
+    case "reauth_required":
+    case "upgrade_required":
+    case "unauthorized":
+      // The client has stopped until the app acts; so do we.
       note(`stopped: ${e.type}`)
       void client.close().then(() => process.exit(1))
+      break
+    default:
+      break // events a later client adds
   }
 })
 

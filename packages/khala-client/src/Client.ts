@@ -42,6 +42,12 @@ export type ClientEvent =
   | { readonly type: "change"; readonly topic: string; readonly changed: ReadonlyArray<string>; readonly watermark: bigint }
   | { readonly type: "live"; readonly topic: string }
   | { readonly type: "resynced"; readonly topic: string; readonly watermark: bigint; readonly via: "snapshot" | "head"; readonly gap: boolean }
+  /**
+   * A topic's documents were restored from the store (once per subscribe, when the store held
+   * any): what `documents(topic)` shows before the server sends anything newer. Not a `change`:
+   * nothing was applied, and an app that handles each change as new updates must not see them twice.
+   */
+  | { readonly type: "restored"; readonly topic: string; readonly watermark: bigint; readonly documents: number }
   | { readonly type: "reauth_required"; readonly reason: number }
   | { readonly type: "upgrade_required"; readonly details: unknown }
   | { readonly type: "unauthorized"; readonly reason: number; readonly message: string }
@@ -184,8 +190,8 @@ export class KhalaClient {
         entry.watermark = state.watermark
         for (const d of state.documents) entry.docs.set(d.docKey, toDocument(d))
         await this.trim(entry)
-        // Shown like any other change, so hooks and streams that rendered nothing yet see them.
-        if (entry.docs.size > 0) this.emit({ type: "change", topic, changed: [...entry.docs.keys()], watermark: entry.watermark })
+        // Announced, so hooks and streams that rendered nothing yet show them.
+        if (entry.docs.size > 0) this.emit({ type: "restored", topic, watermark: entry.watermark, documents: entry.docs.size })
       },
       async (error) => {
         // A record that cannot be read (corrupt, or the store failed) is not fatal: it is dropped

@@ -39,7 +39,7 @@ export const documents = <T = unknown>(topic: string): Stream.Stream<ReadonlyMap
       // Listen first, then emit the current documents: a change between the two is never missed.
       return Stream.async<ReadonlyMap<string, Document<T>>>((emit) => {
         const off = client.on((e) => {
-          if ((e.type === "change" || e.type === "resynced") && e.topic === topic) void emit.single(current())
+          if ((e.type === "change" || e.type === "resynced" || e.type === "restored") && e.topic === topic) void emit.single(current())
         })
         void emit.single(current())
         return Effect.sync(off)

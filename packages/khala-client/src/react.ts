@@ -31,7 +31,7 @@ const snapshotOf = (client: KhalaClient, topic: string): ReadonlyArray<Document>
 
 const subscribeTopic = (client: KhalaClient, topic: string) => (notify: () => void) =>
   client.on((event: ClientEvent) => {
-    if ((event.type === "change" || event.type === "resynced") && event.topic === topic) {
+    if ((event.type === "change" || event.type === "resynced" || event.type === "restored") && event.topic === topic) {
       bump(client, topic)
       notify()
     }

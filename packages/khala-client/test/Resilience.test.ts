@@ -63,6 +63,10 @@ describe("khala-client under failures", () => {
     await Effect.runPromise(Fiber.interrupt(fiber))
     await second.close()
     expect(seen.at(-1)).toBe(1)
+    // Announced as restored, not as a change: nothing was applied, and an app that handles each
+    // change as new updates (examples/node-tail) must not see the stored documents again.
+    expect(events.filter((e) => e.type === "restored")).toEqual([{ type: "restored", topic, watermark: 1n, documents: 1 }])
+    expect(events.filter((e) => e.type === "change")).toEqual([])
   })
 
   it("settles live(): rejects it when the server refuses the topic, when the client closes, and when the topic is unsubscribed", async () => {
