@@ -117,6 +117,9 @@ export type Action =
   | { readonly _tag: "RequestError"; readonly code: "bad_subscription" | "rate_limited" | "bad_frame"; readonly message: string; readonly requestId: string; readonly retryAfterMs?: number }
   | { readonly _tag: "Close"; readonly reason: CloseReason }
 
+/** No subscribe in flight: one shared empty map (states are never mutated), not one per idle connection. */
+const NONE_PENDING: ReadonlyMap<number, ReadonlyArray<string>> = new Map()
+
 export const initial = (now: number): State => ({
   phase: "awaiting_hello",
   openedAt: now,
@@ -125,7 +128,7 @@ export const initial = (now: number): State => ({
   principal: undefined,
   tokenExpiresAtMs: Number.POSITIVE_INFINITY,
   topics: new Set(),
-  pending: new Map(),
+  pending: NONE_PENDING,
   nextSubscribeId: 1,
   subscribeTimes: [],
   refreshing: false
@@ -271,8 +274,9 @@ export const transition = (state: State, event: Event, config: SessionConfig): R
       // connection held before are untouched: a refused re-subscribe leaves them as they were,
       // and a held topic the server ended meanwhile (stale, forbidden) came as Unsubscribed.
       if (!state.pending.has(event.id)) return [state, []]
-      const pending = new Map(state.pending)
-      pending.delete(event.id)
+      const remaining = new Map(state.pending)
+      remaining.delete(event.id)
+      const pending = remaining.size === 0 ? NONE_PENDING : remaining
       const topics = new Set(state.topics)
       for (const t of event.accepted) topics.add(t)
       return [{ ...state, topics, pending }, []]

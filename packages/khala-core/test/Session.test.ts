@@ -81,6 +81,8 @@ describe("Session transitions", () => {
     const [settled] = Session.transition(r.state, { _tag: "SubscribeSettled", id: idOf(r), accepted: ["a"], now: 31 }, config)
     expect([...settled.topics]).toEqual(["a"])
     expect(settled.pending.size).toBe(0)
+    // An idle connection holds no map of its own for subscribes in flight (memory per connection).
+    expect(settled.pending).toBe(Session.initial(0).pending)
     const [after] = Session.transition(settled, { _tag: "Frame", frame: unsubscribe(["a"]), now: 40 }, config)
     expect([...after.topics]).toEqual([])
   })
