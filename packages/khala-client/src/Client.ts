@@ -542,7 +542,7 @@ export class KhalaClient {
     // The backoff is reset once the connection has proved itself (every topic live, or none to
     // sync), not at Welcome: a failure after Welcome (a snapshot that cannot be fetched, a store
     // that cannot write) must back off like any other, not retry within a second forever.
-    if ([...this.topics.values()].every((e) => e.phase === "failed")) this.attempt = 0
+    this.resetBackoffIfProven()
     this.setStatus("connected")
     const beat = () => {
       if (serial !== this.serial) return
@@ -552,6 +552,15 @@ export class KhalaClient {
     this.later(this.heartbeatMs, beat)
     this.scheduleRefresh(serial, Number(welcome.tokenExpiresAtMs))
     this.subscribeAll()
+  }
+
+  /**
+   * A connection has proved itself once every topic is live (or refused for good, or there are
+   * none): the next failure starts the backoff from the beginning.
+   */
+  private resetBackoffIfProven() {
+    for (const e of this.topics.values()) if (e.phase !== "live" && e.phase !== "failed") return
+    this.attempt = 0
   }
 
   /** Subscribe every pending topic (errors are reported, never left unhandled). */
@@ -779,8 +788,9 @@ export class KhalaClient {
     if (this.processing === undefined) this.processing = this.drain().finally(() => (this.processing = undefined))
   }
 
-  private async queueIdle() {
-    while (this.processing !== undefined) await this.processing
+  /** Resolves once every batch enqueued so far is applied (later ones are not waited for). */
+  private queueIdle(): Promise<void> {
+    return this.appliedUpTo(this.enqueued)
   }
 
   /** Resolves once the first `mark` enqueued batches have been applied (or dropped). */
@@ -862,8 +872,7 @@ export class KhalaClient {
       entry.phase = "live"
       this.settleLive(entry)
       this.emit({ type: "live", topic: first.topic })
-      // The connection has proved itself: the next failure starts the backoff from the beginning.
-      if ([...this.topics.values()].every((e) => e.phase === "live" || e.phase === "failed")) this.attempt = 0
+      this.resetBackoffIfProven()
     }
   }
 }

@@ -198,7 +198,7 @@ const onFrame = (state: State, frame: ClientFrame, now: number, config: SessionC
       const gone = new Set(topics)
       const remaining = new Set([...state.topics].filter((t) => !gone.has(t)))
       // A subscribe still in flight must not install what the client no longer wants.
-      const pending = new Map([...state.pending].map(([id, ts]) => [id, ts.filter((t) => !gone.has(t))] as const))
+      const pending = state.pending.size === 0 ? state.pending : new Map([...state.pending].map(([id, ts]) => [id, ts.filter((t) => !gone.has(t))] as const))
       return [{ ...active, topics: remaining, pending }, [{ _tag: "Unsubscribe", topics, requestId: frame.unsubscribe.requestId }]]
     }
     case "subscribe": {

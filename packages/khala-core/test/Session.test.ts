@@ -85,6 +85,7 @@ describe("Session transitions", () => {
     expect(settled.pending).toBe(Session.initial(0).pending)
     const [after] = Session.transition(settled, { _tag: "Frame", frame: unsubscribe(["a"]), now: 40 }, config)
     expect([...after.topics]).toEqual([])
+    expect(after.pending).toBe(Session.initial(0).pending)
   })
 
   it("a refused re-subscribe of held topics leaves them held, and their slots taken", () => {

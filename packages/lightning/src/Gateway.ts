@@ -298,7 +298,7 @@ export const make = (options: GatewayOptions) =>
     // The ledger is plain mutable state: every access is one synchronous step (Effect.sync), so
     // nothing interleaves; maps evict in insertion order beyond the capacity.
     const capacity = options.ledgerCapacity ?? 10_000
-    const ledger = { seq: 0, entries: [] as Array<LedgerEntry>, settlements: 0, issued: new Map<string, InvoiceLifecycle>(), settled: new Set<string>() }
+    const ledger = { seq: 0, entries: [] as Array<LedgerEntry>, settlements: 0, dropped: 0, refused: 0, issued: new Map<string, InvoiceLifecycle>(), settled: new Set<string>() }
     const countSettlements = () => void (ledger.settlements = ledger.entries.filter((e) => "settlement" in e).length)
     if (options.ledgerStore !== undefined) {
       // An unreadable ledger stops the gateway: selling without recording is worse than not selling.
@@ -332,20 +332,23 @@ export const make = (options: GatewayOptions) =>
         const excess = ledger.entries.length - capacity
         if (excess <= 0) return Effect.void
         // Only invoice entries give way, oldest first, never the one just written: a settlement is
-        // a sale control may not have yet.
+        // a sale control may not have yet. In place (usually one entry, near the front): this runs
+        // on every unpaid 402 while the journal is full.
         let dropped = 0
-        const last = ledger.entries.length - 1
-        ledger.entries = ledger.entries.filter((e, i) => {
-          if (dropped < excess && i < last && "invoice" in e) {
+        for (let i = 0; dropped < excess && i < ledger.entries.length - 1;) {
+          if ("invoice" in ledger.entries[i]!) {
+            ledger.entries.splice(i, 1)
             dropped++
-            return false
-          }
-          return true
-        })
+          } else i++
+        }
         if (dropped === 0) return Effect.void
+        const before = ledger.dropped
+        ledger.dropped += dropped
+        // Warn on the first drop and then once per 1,000, not on every request (the metric counts each).
+        const warn = before === 0 || Math.floor(before / 1000) !== Math.floor(ledger.dropped / 1000)
         return Effect.zipRight(
           Metric.incrementBy(ledgerDropped, dropped),
-          Effect.logWarning(`ledger full: dropped ${dropped} unacknowledged invoice entries (is lightning-ops ingesting?)`)
+          warn ? Effect.logWarning(`ledger full: ${ledger.dropped} unacknowledged invoice entries dropped so far (is lightning-ops ingesting?)`) : Effect.void
         )
       }))))
     // Settlements alone fill the journal: sell nothing more (no invoice is made) until they are ingested.
@@ -355,7 +358,10 @@ export const make = (options: GatewayOptions) =>
         : Effect.as(
           Effect.zipRight(
             Metric.increment(ledgerFullRefusals),
-            Effect.logWarning(`ledger full of ${ledger.settlements} unacknowledged settlements: refusing new challenges (503) until lightning-ops ingests them`)
+            // The first refusal and then one per 1,000 are logged (the metric counts each).
+            ledger.refused++ % 1000 === 0
+              ? Effect.logWarning(`ledger full of ${ledger.settlements} unacknowledged settlements: refusing new challenges (503) until lightning-ops ingests them (${ledger.refused} refused so far)`)
+              : Effect.void
           ),
           HttpServerResponse.text("ledger full\n", { status: 503, headers: { "retry-after": "30" } })
         )
