@@ -149,6 +149,11 @@ export const memoryCache = Layer.sync(CredentialCache, () => {
 export interface BuyerPolicy {
   /** Non-empty: only these hosts (host or host:port, lower-case) are paid. */
   readonly allowedHosts?: ReadonlyArray<string>
+  /**
+   * Never paid: each entry blocks its name and every subdomain of it, on any port unless the entry
+   * names one (`example.com` and `*.example.com` both block `a.b.example.com`; broader on purpose
+   * than a route pattern's `*.`, which matches one label). Compared lower-case, trailing dot removed.
+   */
   readonly blockedHosts?: ReadonlyArray<string>
   /** Hard ceiling of this buyer (default 100 000 msat, the upstream default). */
   readonly defaultMaxSpendMsats?: bigint
@@ -178,7 +183,7 @@ export interface FetchOptions {
 }
 
 /** A host as compared by the policy: lower-case, one trailing dot removed, port apart. */
-export const normaliseHost = (host: string): { readonly name: string; readonly port: string | undefined } => {
+export const parseHost = (host: string): { readonly name: string; readonly port: string | undefined } => {
   const h = host.trim().toLowerCase()
   const m = /^(\[[^\]]*\]|[^:]*)(?::(\d+))?$/.exec(h)
   return { name: (m?.[1] ?? h).replace(/\.$/, ""), port: m?.[2] }
@@ -188,18 +193,18 @@ const hostKey = (host: { readonly name: string; readonly port: string | undefine
 
 /** On the allow-list: the exact name, or name:port (no subdomains). */
 const allowListed = (list: ReadonlyArray<string>, host: string) => {
-  const h = normaliseHost(host)
+  const h = parseHost(host)
   return list.some((entry) => {
-    const e = normaliseHost(entry)
+    const e = parseHost(entry)
     return e.name === h.name && (e.port === undefined || e.port === h.port)
   })
 }
 
 /** Blocked: the name or any subdomain of a blocked entry (`*.name` reads as `name`), on any port unless the entry names one. */
 export const hostBlocked = (list: ReadonlyArray<string>, host: string): boolean => {
-  const h = normaliseHost(host)
+  const h = parseHost(host)
   return list.some((entry) => {
-    const e = normaliseHost(entry)
+    const e = parseHost(entry)
     const name = e.name.replace(/^\*\./, "")
     return name !== "" && (h.name === name || h.name.endsWith(`.${name}`)) && (e.port === undefined || e.port === h.port)
   })
@@ -272,7 +277,7 @@ export const make = (policy: BuyerPolicy = {}) =>
       options: FetchOptions = {}
     ): Effect.Effect<{ readonly response: HttpClientResponse.HttpClientResponse; readonly result: FetchResult }, BuyerError | HttpClientError.HttpClientError> =>
       Effect.gen(function*() {
-        const host = hostKey(normaliseHost(new URL(request.url).host))
+        const host = hostKey(parseHost(new URL(request.url).host))
         const scope = options.scope ?? "default"
         const style = policy.authorizationStyle?.(host) ?? "macaroon_preimage_colon"
         const now = yield* Clock.currentTimeMillis

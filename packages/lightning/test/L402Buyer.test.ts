@@ -121,6 +121,6 @@ describe("L402 buyer", () => {
     expect(L402Buyer.hostBlocked(["example.com:8443"], "example.com.:8443")).toBe(true)
     expect(L402Buyer.hostBlocked(["[::1]"], "[::1]:8080")).toBe(true)
     expect(L402Buyer.hostBlocked([], "example.com")).toBe(false)
-    expect(L402Buyer.normaliseHost("Example.COM.:80")).toEqual({ name: "example.com", port: "80" })
+    expect(L402Buyer.parseHost("Example.COM.:80")).toEqual({ name: "example.com", port: "80" })
   })
 })
