@@ -15,7 +15,7 @@ import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as OpenApi from "@effect/platform/OpenApi"
 import * as Schema from "effect/Schema"
-import { CurrentPrincipal, DEVICE_ID, DEVICE_ID_RULE, MAX_REVOKE_IDS, MAX_SESSION_ID_LENGTH, SESSION_ID_RULE } from "./Auth.js"
+import { CurrentPrincipal, DEVICE_ID, DEVICE_ID_RULE, isDeviceId, isSessionId, MAX_REVOKE_IDS, MAX_SESSION_ID_LENGTH, SESSION_ID_RULE } from "./Auth.js"
 import * as Errors from "./Errors.js"
 
 const opt = <S extends Schema.Schema.Any>(schema: S) => Schema.optionalWith(schema, { exact: true })
@@ -138,8 +138,8 @@ const idList = (kind: string, valid: (id: string) => boolean, rule: string, item
       jsonSchema: { maxItems: MAX_REVOKE_IDS, items: { type: "string", ...items } }
     })
   )
-const SessionIds = idList("session ids", (id) => id.length >= 1 && id.length <= MAX_SESSION_ID_LENGTH, SESSION_ID_RULE, { minLength: 1, maxLength: MAX_SESSION_ID_LENGTH })
-const DeviceIds = idList("device ids", (id) => DEVICE_ID.test(id), DEVICE_ID_RULE, { pattern: DEVICE_ID.source })
+const SessionIds = idList("session ids", isSessionId, SESSION_ID_RULE, { minLength: 1, maxLength: MAX_SESSION_ID_LENGTH })
+const DeviceIds = idList("device ids", isDeviceId, DEVICE_ID_RULE, { pattern: DEVICE_ID.source })
 
 export const RevokeSessionsRequest = Schema.Struct({
   session_ids: optIn(SessionIds),

@@ -158,6 +158,8 @@ export const DEVICE_ID_RULE = "each device id must be 1..160 characters of A-Z a
 /** Session ids in a revocation: 1..256 characters each, as the runtime's revocation endpoint takes them. */
 export const MAX_SESSION_ID_LENGTH = 256
 export const SESSION_ID_RULE = `each session id must be 1..${MAX_SESSION_ID_LENGTH} characters`
+export const isSessionId = (id: string): boolean => id.length >= 1 && id.length <= MAX_SESSION_ID_LENGTH
+export const isDeviceId = (id: string): boolean => DEVICE_ID.test(id)
 
 /** Ids of each kind in one revocation request. */
 export const MAX_REVOKE_IDS = 1_000
@@ -168,9 +170,9 @@ export const MAX_REVOKE_IDS = 1_000
  */
 export const revokeIdsProblem = (request: { readonly sessionIds: ReadonlyArray<string>; readonly deviceIds: ReadonlyArray<string> }) => {
   if (request.sessionIds.length > MAX_REVOKE_IDS) return { field: "session_ids", message: `at most ${MAX_REVOKE_IDS} session ids` }
-  if (!request.sessionIds.every((id) => id.length >= 1 && id.length <= MAX_SESSION_ID_LENGTH)) return { field: "session_ids", message: SESSION_ID_RULE }
+  if (!request.sessionIds.every(isSessionId)) return { field: "session_ids", message: SESSION_ID_RULE }
   if (request.deviceIds.length > MAX_REVOKE_IDS) return { field: "device_ids", message: `at most ${MAX_REVOKE_IDS} device ids` }
-  if (!request.deviceIds.every((id) => DEVICE_ID.test(id))) return { field: "device_ids", message: DEVICE_ID_RULE }
+  if (!request.deviceIds.every(isDeviceId)) return { field: "device_ids", message: DEVICE_ID_RULE }
   return undefined
 }
 
